@@ -1,0 +1,28 @@
+"Package set-up read from settings.ini (nbdev 2 layout)."
+import shlex
+from configparser import ConfigParser
+import setuptools
+
+config = ConfigParser(delimiters=['='])
+config.read('settings.ini', encoding='utf-8')
+cfg = config['DEFAULT']
+licenses = {'apache2': ('Apache Software License 2.0', 'OSI Approved :: Apache Software License')}
+statuses = ['1 - Planning', '2 - Pre-Alpha', '3 - Alpha', '4 - Beta', '5 - Production/Stable']
+requirements = shlex.split(cfg.get('requirements', ''))
+dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
+scripts = [s.strip() for s in cfg.get('console_scripts', '').split('\n') if s.strip()]
+
+setuptools.setup(
+    name=cfg['lib_name'], version=cfg['version'], description=cfg['description'],
+    license=licenses[cfg['license']][0], author=cfg['author'], author_email=cfg['author_email'],
+    keywords=cfg['keywords'], url=cfg['git_url'], python_requires='>=' + cfg['min_python'],
+    classifiers=['Development Status :: ' + statuses[int(cfg['status'])],
+                 'Intended Audience :: ' + cfg['audience'],
+                 'License :: ' + licenses[cfg['license']][1],
+                 'Natural Language :: ' + cfg['language']],
+    long_description=open('README.md', encoding='utf-8').read(), long_description_content_type='text/markdown',
+    packages=setuptools.find_packages(include=[cfg['lib_name'], cfg['lib_name'] + '.*']),
+    package_data={cfg['lib_name']: ['tasks/*.yaml', 'examples/*.csv', 'experiments/*.ipynb']},
+    install_requires=requirements, extras_require={'dev': dev_requirements},
+    entry_points={'console_scripts': scripts, 'nbdev': [f"{cfg['lib_path']}={cfg['lib_path']}._modidx:d"]},
+    zip_safe=False)

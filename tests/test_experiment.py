@@ -1,0 +1,98 @@
+"Sweeps on the embedded models: grid expansion, resume after a kill, failing cells, Ray vs local, a real dataset."
+import os, signal, subprocess, sys, time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from llm_augment.experiment import collect_results, expand, load_sweep, run_sweep
+from llm_augment.report import write_report
+
+# Small enough for two cores: one LLM call per label, tiny training runs.
+TINY = dict(calls_per_label=1, responses_per_call=6, epochs=1, max_length=32, n_boot=50, temperatures=[0.7])
+
+
+def write_sweep(path, name, grid, base=None, notebook='ratio', seeds=(0,)):
+    spec = {'name': name, 'notebook': notebook, 'base': {**TINY, **(base or {})}, 'grid': grid, 'seeds': list(seeds)}
+    path.write_text(yaml.safe_dump(spec)); return path
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    "A private LLM cache and prediction cache shared by every process of one test."
+    monkeypatch.setenv('LLM_AUGMENT_CACHE_DIR', str(tmp_path/'llm-cache'))
+    monkeypatch.setenv('LLM_AUGMENT_PRED_CACHE', str(tmp_path/'pred-cache'))
+    return tmp_path
+
+
+def test_grid_expands_over_lists_and_checks_names(tmp_path):
+    spec = write_sweep(tmp_path/'g.yaml', 'g', {'synthetic_share': [0.0, 0.5], 'max_length': [32, 64]}, notebook=['ratio', 'size'])
+    cells = expand(load_sweep(spec, root=str(tmp_path/'runs')))
+    assert len(cells) == 8 and len({c['cell'] for c in cells}) == 8
+    assert all(c['params']['seeds'] == [0] and Path(c['params']['out_dir']).is_absolute() for c in cells)
+    bad = tmp_path/'bad.yaml'; bad.write_text(yaml.safe_dump({'grid': {'sythetic_share': [0.1]}}))
+    with pytest.raises(ValueError, match=r"bad.yaml \(grid\): unknown field\(s\) \['sythetic_share'\]"): load_sweep(bad)
+
+
+def test_killed_sweep_resumes_without_rerunning_cells_or_llm_calls(env):
+    spec = write_sweep(env/'resume.yaml', 'resume', {'synthetic_share': [0.0, 0.5, 1.0]})
+    root = env/'runs'
+    cmd = [sys.executable, '-m', 'llm_augment.cli', 'sweep', str(spec), '--root', str(root)]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = root/'resume'/'ratio__synthetic_share=0.0'/'results.csv'
+    deadline = time.time() + 600
+    while not first.exists() and time.time() < deadline and proc.poll() is None: time.sleep(1)
+    assert first.exists(), 'the first cell never finished'
+    os.killpg(proc.pid, signal.SIGKILL); proc.wait()
+    done_before = {p.parent.name for p in (root/'resume').glob('*/results.csv')}
+    assert 1 <= len(done_before) < 3
+    stamp = {n: (root/'resume'/n/'results.csv').stat().st_mtime for n in done_before}
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-2000:]
+    status = pd.read_csv(root/'resume'/'status.csv').set_index('cell')['status']
+    assert all(status[n] == 'skipped' for n in done_before)
+    assert {n: (root/'resume'/n/'results.csv').stat().st_mtime for n in done_before} == stamp
+    results = collect_results(root/'resume')
+    assert results['cell'].nunique() == 3
+    # Every cell generates the same pool: only the first cell's run ever paid for LLM calls.
+    later = results[results['cell'] != 'ratio__synthetic_share=0.0']
+    assert (later['llm_requests'] == 0).all() and (later['llm_cached'] > 0).all()
+
+
+def test_failing_cell_keeps_its_error_and_the_sweep_goes_on(env):
+    spec = write_sweep(env/'fail.yaml', 'fail', {'encoder': [str(env/'no-such-encoder'), '']}, base={'synthetic_share': 0.5})
+    status = run_sweep(load_sweep(spec, root=str(env/'runs')), progress=False).set_index('cell')['status']
+    failed = [c for c in status.index if 'no-such-encoder' in c]
+    assert status[failed[0]] == 'failed' and (status.drop(failed) == 'done').all()
+    cell = env/'runs'/'fail'/failed[0]
+    assert 'no-such-encoder' in (cell/'error.txt').read_text() and (cell/'notebook.ipynb').exists()
+    assert not (cell/'results.csv').exists()
+
+
+def test_ray_executor_matches_local(env):
+    pytest.importorskip('ray')
+    grid = {'synthetic_share': [0.0, 0.5]}
+    local = run_sweep(load_sweep(write_sweep(env/'local.yaml', 'same', grid), root=str(env/'local')), progress=False)
+    remote = run_sweep(load_sweep(write_sweep(env/'ray.yaml', 'same', grid), root=str(env/'ray')), executor='ray', workers=2)
+    assert (local['status'] == 'done').all() and (remote['status'] == 'done').all()
+    cols = ['cell', 'seed', 'synthetic_share', 'n_train', 'auc', 'auc_lo', 'auc_hi', 'baseline_auc']
+    a = collect_results(env/'local'/'same')[cols].sort_values(['cell', 'seed']).reset_index(drop=True)
+    b = collect_results(env/'ray'/'same')[cols].sort_values(['cell', 'seed']).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_sweep_on_a_real_dataset_writes_results_and_charts(env, shared):
+    data = shared('mohler_asag')
+    base = {'data_path': str(data), 'item_col': 'item', 'items': ['Q1.1', 'Q1.2', 'Q1.3'], 'n_synthetic': [0, 12]}
+    spec = write_sweep(env/'real.yaml', 'real', {'temperatures': [0.7]}, base=base, notebook='size')
+    sweep = load_sweep(spec, root=str(env/'runs'))
+    status = run_sweep(sweep, progress=False)
+    assert (status['status'] == 'done').all(), (env/'runs'/'real').glob('*/error.txt')
+    report = write_report(sweep.folder)
+    results = pd.read_parquet(sweep.folder/'results.parquet')
+    assert set(results['n_synthetic']) == {0, 12} and results['auc'].between(0, 1).all()
+    assert (results.loc[results['n_synthetic'] == 12, 'n_synthetic_rows'] == 12).all()
+    png = sweep.folder/'charts'/'auc.png'
+    assert png.read_bytes()[:4] == b'\x89PNG' and png.stat().st_size > 5_000
+    assert 'vegalite' in report.read_text()  # the executed report notebook holds the chart
