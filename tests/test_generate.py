@@ -1,0 +1,148 @@
+"Generation: parsing of messy model output, de-duplication, the leakage guard, the funnel, and a real run of the embedded model with resume."
+import pandas as pd
+import pytest
+from llm_augment.data import load_task, load_responses, shared_data, split_data, DataError
+from llm_augment.generate import (parse_responses, complete_lines, dedupe, leakage_guard, similarity_to_test, variety,
+                                  generate, task_for_item, tasks_for_items, plan_requests, as_tasks)
+from llm_augment.llm import LLM, Completion
+
+
+# --- parsing: outputs in the shapes chat models really give ---
+NUMBERED = """Here are 5 responses from a tutor who is curious about Marcelo's background:
+
+1. Marcelo, what do you miss most about Mexico?
+2. What language do you speak with your family at home?
+3) Tell me about a holiday your family celebrates.
+4. How was school different in Mexico?
+5. What would you like me to know about where you grew up?
+
+I hope these responses help!"""
+
+def test_numbered_with_preamble_and_closing():
+    got = parse_responses(NUMBERED)
+    assert got[0] == 'Marcelo, what do you miss most about Mexico?'
+    assert len(got) == 5 and not any('responses' in g.lower() for g in got)
+
+def test_bullets_quotes_bold_and_prefixes():
+    text = '- "Tell me about Mexico."\n* “What do you miss?”\n• **Response 3:** What games did you play there?\nResponse #4 - How do you say hello in Spanish?\nTutor: Where did you live before?'
+    assert parse_responses(text) == ['Tell me about Mexico.', 'What do you miss?', 'What games did you play there?',
+                                     'How do you say hello in Spanish?', 'Where did you live before?']
+
+def test_refusals_dropped_but_tutor_apologies_kept():
+    text = "I'm sorry, but I can't help with that request.\nAs an AI language model, I do not have opinions.\nI'm sorry I said your name wrong, Anka. How do you say it?"
+    assert parse_responses(text) == ["I'm sorry I said your name wrong, Anka. How do you say it?"]
+
+def test_whitespace_empty_lines_and_length_bounds():
+    text = '   Tell   me\tabout  your family.  \n\n\n x \n' + 'very long ' * 100
+    assert parse_responses(text) == ['Tell me about your family.']
+    assert parse_responses(text, max_chars=2000)[-1].startswith('very long very long')
+
+def test_decimal_numbers_are_not_numbering():
+    assert parse_responses('1.5 volts because the terminals are connected') == ['1.5 volts because the terminals are connected']
+
+def test_truncated_completion_drops_its_cut_off_line():
+    cut = Completion(text='Tell me about Mexico.\nWhat do you miss ab', finish_reason='length')
+    assert parse_responses(complete_lines(cut)) == ['Tell me about Mexico.']
+    assert complete_lines(Completion(text='one cut line', finish_reason='length')) == ''
+    assert complete_lines(Completion(text='a\nb', finish_reason='stop')) == 'a\nb'
+    assert complete_lines(Completion(text=None, error='boom')) == ''
+
+
+# --- dedupe and leakage on real data ---
+@pytest.fixture(scope='module')
+def power():
+    try: df = load_responses(shared_data('powergrading'))
+    except FileNotFoundError as e: pytest.skip(str(e))
+    train, _, test = split_data(df, preset='paper', seed=0)
+    return train, test
+
+def synthetic(texts, item='Q3', label=1, temperature=0.7):
+    return pd.DataFrame(dict(text=texts, label=label, source='synthetic', item=item, temperature=temperature))
+
+def test_dedupe_within_pool_and_against_human_train(power):
+    train, _ = power
+    copied = train[train.item == 'Q3'].text.iloc[0]
+    rows = pd.concat([synthetic(['It declared independence.', 'it DECLARED independence', copied.upper()]),
+                      synthetic(['It declared independence.'], temperature=1.0)])
+    kept = dedupe(rows, train)
+    assert kept.text.tolist() == ['It declared independence.', 'It declared independence.']  # one per temperature pool
+
+def test_leakage_guard_catches_planted_near_copy(power):
+    _, test = power
+    original = test[test.item == 'Q3'].text.loc[lambda s: s.str.split().str.len() >= 8].iloc[0]
+    words = original.split()
+    words[len(words) // 2] = 'banana'                           # one word changed
+    planted = ' '.join(words)
+    rows = synthetic([planted, 'The colonies announced they would govern themselves from then on'])
+    kept = leakage_guard(rows, test)
+    assert kept.attrs['leaked'] == 1 and kept.text.tolist() == [rows.text[1]]
+    assert similarity_to_test([planted], test.text)[0] >= 0.8
+
+def test_task_for_item_uses_only_given_training_rows(power):
+    train, test = power
+    task = task_for_item(train, 'Q3', n_examples=3, seed=1)
+    shown = [e for label in task.examples for e in task.examples[label]]
+    assert set(shown) <= set(train.text) and task.name == 'Q3' and 'Declaration' in task.question
+    with pytest.raises(DataError, match="item 'Q42' has no rows"): task_for_item(train, 'Q42')
+
+
+# --- funnel and truncation through a stand-in LLM (no model needed) ---
+class CannedLLM:
+    "Answers every request with the same canned completion and counts calls."
+    backend, model = 'canned', 'canned-1'
+    def __init__(self, completion): self.completion, self.calls = completion, 0
+    def batch(self, requests, progress=True, desc=''):
+        self.calls += len(requests)
+        return [self.completion] * len(requests)
+
+def test_funnel_counts_each_stage():
+    llm = CannedLLM(Completion(text='Sure! Here are 3 responses:\n1. What do you miss?\n2. What do you miss?\n3. Tell me about your fam',
+                               finish_reason='length'))
+    task = load_task('cultural_competence')
+    run = generate(task, llm, calls_per_label=2, responses_per_call=3, temperatures=(0.3, 1.0), progress=False,
+                   human_test=pd.DataFrame(dict(text=['Tell me about your family traditions.'])))
+    f = run.funnel.set_index(['label', 'temperature'])
+    assert llm.calls == 8 and len(f) == 4
+    assert (f.requested == 6).all() and (f.returned == 8).all()          # 4 non-empty lines per call
+    assert (f.parsed == 4).all()                                        # preamble and cut-off line dropped: 2 per call
+    # one text per (item, temperature) pool: the first label that produced it keeps it
+    assert f.after_dedupe.tolist() == [1, 1, 0, 0] and f.after_leakage.tolist() == [1, 1, 0, 0]
+    guarded = generate(task, llm, calls_per_label=1, responses_per_call=3, progress=False,
+                       human_test=pd.DataFrame(dict(text=['what do you miss'])))
+    assert guarded.funnel.after_leakage.sum() == 0 and len(guarded.rows) == 0
+    assert set(run.rows.finish_reason) == {'length'} and set(run.rows.backend) == {'canned'}
+
+def test_grown_run_keeps_earlier_prompts():
+    tasks = as_tasks(load_task('cultural_competence'))
+    small, grown = plan_requests(tasks, calls_per_label=2), plan_requests(tasks, calls_per_label=3)
+    assert [p['request'] for p in small] == [p['request'] for p in grown if p['call_index'] < 2]
+
+
+# --- the embedded model, end to end, with resume ---
+@pytest.fixture(scope='module')
+def local_run(tmp_path_factory, power):
+    train, test = power
+    llm = LLM(backend='local', cache_dir=tmp_path_factory.mktemp('llm_cache'))
+    tasks = tasks_for_items(train, ['Q3'])
+    args = dict(calls_per_label=2, responses_per_call=3, temperatures=(0.7,), seed=0, human_train=train, human_test=test, progress=False)
+    return llm, tasks, args, generate(tasks, llm, **args)
+
+def test_local_generation_makes_schema_rows_for_both_labels(local_run):
+    llm, tasks, args, run = local_run
+    assert llm.usage['attempts'] == 4 and llm.usage['failed'] == 0
+    assert set(run.funnel.label) == {0, 1} and (run.funnel.requested == 6).all()
+    rows = run.rows
+    assert set(rows.source) <= {'synthetic'} and set(rows.item) <= {'Q3'}
+    assert {'backend', 'model', 'temperature', 'prompt_version', 'call_index', 'line_index', 'finish_reason'} <= set(rows.columns)
+    assert set(rows.backend) <= {'local'} and set(rows.prompt_version) <= {tasks['Q3'].prompt_version}
+    assert run.funnel.after_leakage.sum() == len(rows)
+
+def test_identical_run_is_free_and_grown_run_pays_only_new_calls(local_run):
+    llm, tasks, args, run = local_run
+    before = llm.usage['attempts']
+    again = generate(tasks, llm, **args)
+    assert llm.usage['attempts'] == before
+    pd.testing.assert_frame_equal(again.rows, run.rows)
+    grown = generate(tasks, llm, **{**args, 'calls_per_label': 3})
+    assert llm.usage['attempts'] == before + 2                          # one new call per label
+    assert len(grown.rows) >= len(run.rows)
