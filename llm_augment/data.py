@@ -76,12 +76,12 @@ DEFAULT_PROMPTS = dict(
     generate=("Scenario: {scenario}\n\nQuestion: {question}\n\n"
               "Write {k} different responses to the question. Each one fits this description: {criterion}\n\n"
               "Examples of such responses:\n{examples}\n\n"
-              "Vary length, wording and style the way different tutors would. Put one response per line, "
-              "with no numbering, bullets or quotation marks, and nothing else."),
+              "Vary length, wording and style the way different tutors would. Answer with a numbered list of {k} new "
+              "responses, one per line, each one or two sentences long, and nothing else."),
     judge_system="You are an expert rater who codes tutors' open responses with a rubric. You answer with JSON only.",
     judge=("Scenario: {scenario}\n\nQuestion: {question}\n\nRubric (code: criterion):\n{rubric}\n\n"
            "Tutor response: {text}\n\n"
-           'Code the response with the rubric. Answer with JSON only: {{"Rationale": "<one sentence>", "Score": <code>}}'))
+           'Code the response with the rubric. Answer with JSON only: {{"score": <code>, "rationale": "<one short sentence>"}}'))
 
 # %% ../nbs/00_data.ipynb #3218a00b
 @dataclass

@@ -9,8 +9,8 @@ import yaml
 from llm_augment.experiment import collect_results, expand, load_sweep, run_sweep
 from llm_augment.report import write_report
 
-# Small enough for two cores: one LLM call per label, tiny training runs.
-TINY = dict(calls_per_label=1, responses_per_call=6, epochs=1, max_length=32, n_boot=50, temperatures=[0.7])
+# Small enough for two cores: two LLM calls per label, tiny training runs, synthetic shares the pool can fill.
+TINY = dict(calls_per_label=2, responses_per_call=5, epochs=1, max_length=32, n_boot=50, temperatures=[0.7])
 
 
 def write_sweep(path, name, grid, base=None, notebook='ratio', seeds=(0,)):
@@ -36,7 +36,7 @@ def test_grid_expands_over_lists_and_checks_names(tmp_path):
 
 
 def test_killed_sweep_resumes_without_rerunning_cells_or_llm_calls(env):
-    spec = write_sweep(env/'resume.yaml', 'resume', {'synthetic_share': [0.0, 0.5, 1.0]})
+    spec = write_sweep(env/'resume.yaml', 'resume', {'synthetic_share': [0.0, 0.1, 0.2]})
     root = env/'runs'
     cmd = [sys.executable, '-m', 'llm_augment.cli', 'sweep', str(spec), '--root', str(root)]
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -61,7 +61,7 @@ def test_killed_sweep_resumes_without_rerunning_cells_or_llm_calls(env):
 
 
 def test_failing_cell_keeps_its_error_and_the_sweep_goes_on(env):
-    spec = write_sweep(env/'fail.yaml', 'fail', {'encoder': [str(env/'no-such-encoder'), '']}, base={'synthetic_share': 0.5})
+    spec = write_sweep(env/'fail.yaml', 'fail', {'encoder': [str(env/'no-such-encoder'), '']}, base={'synthetic_share': 0.2})
     status = run_sweep(load_sweep(spec, root=str(env/'runs')), progress=False).set_index('cell')['status']
     failed = [c for c in status.index if 'no-such-encoder' in c]
     assert status[failed[0]] == 'failed' and (status.drop(failed) == 'done').all()
@@ -72,7 +72,7 @@ def test_failing_cell_keeps_its_error_and_the_sweep_goes_on(env):
 
 def test_ray_executor_matches_local(env):
     pytest.importorskip('ray')
-    grid = {'synthetic_share': [0.0, 0.5]}
+    grid = {'synthetic_share': [0.0, 0.2]}
     local = run_sweep(load_sweep(write_sweep(env/'local.yaml', 'same', grid), root=str(env/'local')), progress=False)
     remote = run_sweep(load_sweep(write_sweep(env/'ray.yaml', 'same', grid), root=str(env/'ray')), executor='ray', workers=2)
     assert (local['status'] == 'done').all() and (remote['status'] == 'done').all()
@@ -84,15 +84,15 @@ def test_ray_executor_matches_local(env):
 
 def test_sweep_on_a_real_dataset_writes_results_and_charts(env, shared):
     data = shared('mohler_asag')
-    base = {'data_path': str(data), 'item_col': 'item', 'items': ['Q1.1', 'Q1.2', 'Q1.3'], 'n_synthetic': [0, 12]}
+    base = {'data_path': str(data), 'item_col': 'item', 'items': ['Q1.1', 'Q1.2', 'Q1.3'], 'n_synthetic': [0, 6]}
     spec = write_sweep(env/'real.yaml', 'real', {'temperatures': [0.7]}, base=base, notebook='size')
     sweep = load_sweep(spec, root=str(env/'runs'))
     status = run_sweep(sweep, progress=False)
     assert (status['status'] == 'done').all(), (env/'runs'/'real').glob('*/error.txt')
     report = write_report(sweep.folder)
     results = pd.read_parquet(sweep.folder/'results.parquet')
-    assert set(results['n_synthetic']) == {0, 12} and results['auc'].between(0, 1).all()
-    assert (results.loc[results['n_synthetic'] == 12, 'n_synthetic_rows'] == 12).all()
+    assert set(results['n_synthetic']) == {0, 6} and results['auc'].between(0, 1).all()
+    assert (results.loc[results['n_synthetic'] == 6, 'n_synthetic_rows'] == 6).all()
     png = sweep.folder/'charts'/'auc.png'
     assert png.read_bytes()[:4] == b'\x89PNG' and png.stat().st_size > 5_000
     assert 'vegalite' in report.read_text()  # the executed report notebook holds the chart

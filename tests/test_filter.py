@@ -59,6 +59,19 @@ def test_votes_majority_and_missing_never_zero():
     assert math.isnan(out.judge_score[2]) and out.judge_score[1] == 0.5
     assert out.judge_votes.tolist() == ['1,1,NA', '0,1,NA', 'NA,NA,NA', 'NA,0,0']
 
+def test_judge_asks_for_a_json_verdict_only_when_the_prompt_wants_json():
+    from dataclasses import replace
+    task = replace(load_task('cultural_competence'), labels={0: 'no', 1: 'partly', 2: 'yes'})
+    llm = ScriptedJudge(['{"score": 2, "rationale": "yes"}'])
+    out = judge(rows([2]), task, llm, progress=False)
+    schema = llm.requests[0]['response_format']['schema']
+    assert list(schema['properties']) == ['score', 'rationale'] and schema['properties']['score']['enum'] == [0, 1, 2]
+    assert out.judge_label.tolist() == [2]
+    bare = replace(task, prompts={**task.prompts, 'judge': 'Code this response: {text}. Reply with the code only.'})
+    judge(rows([1]), bare, llm, progress=False)
+    judge(rows([1]), task, llm, progress=False, json_mode=False)
+    assert llm.requests[1]['response_format'] is None and llm.requests[2]['response_format'] is None
+
 def test_consistency_filter_report():
     judged = rows([1, 1, 1, 0, 0]).assign(judge_label=pd.array([1, 0, None, 0, None], dtype='Int64'))
     kept, report = consistency_filter(judged)

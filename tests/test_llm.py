@@ -279,3 +279,23 @@ def test_local_backend_honours_seed_and_temperature(tmp_path):
     greedy = LLM(cache_dir=tmp_path/'d').chat('Name an animal.', n=3, temperature=0.0, max_tokens=10)
     assert len({r.text for r in greedy}) == 1
     assert all(r.attempts == 1 and r.error is None for r in a + greedy)
+
+
+def test_response_format_and_penalties(proxy, tmp_path):
+    "JSON mode reaches the server (schema dropped: OpenAI's json_object takes none); options are separate cache entries."
+    llm = client(proxy, tmp_path)
+    fmt = {'type': 'json_object', 'schema': {'type': 'object', 'properties': {'score': {'type': 'integer', 'enum': [0, 1]}}}}
+    ask = {'messages': 'Is 2 + 2 = 4? Answer in JSON with a field "score": 1 for yes, 0 for no.', 'max_tokens': 40, 'temperature': 0}
+    plain, shaped, penalised = llm.batch([ask, {**ask, 'response_format': fmt}, {**ask, 'presence_penalty': 0.5}], progress=False)
+    assert all(c.error is None for c in (plain, shaped, penalised)) and len(llm.cache) == 3
+    assert isinstance(json.loads(shaped.text), dict)
+    assert llm.lookup({**ask, 'response_format': None}).text == plain.text      # unset options leave the key as it was
+
+
+def test_local_backend_enforces_the_schema(tmp_path):
+    fmt = {'type': 'json_object', 'schema': {'type': 'object', 'properties': {
+        'score': {'type': 'integer', 'enum': [0, 1]}, 'rationale': {'type': 'string', 'maxLength': 60}}, 'required': ['score', 'rationale']}}
+    answers = LLM(cache_dir=tmp_path).chat('Tell me about your day.', n=3, temperature=1.0, max_tokens=60, response_format=fmt)
+    for a in answers:
+        verdict = json.loads(a.text)
+        assert list(verdict) == ['score', 'rationale'] and verdict['score'] in (0, 1) and len(verdict['rationale']) <= 60

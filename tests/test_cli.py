@@ -1,0 +1,82 @@
+"The experiment subcommands on the embedded models, as a user runs them: generate twice, filter, train, predict."
+import re, subprocess, sys
+
+import pandas as pd
+import pytest
+
+from llm_augment.data import CORE_COLUMNS, PROVENANCE_COLUMNS, example_data_path
+
+
+def cli(*args, env=None):
+    out = subprocess.run([sys.executable, '-m', 'llm_augment.cli', *map(str, args)], capture_output=True, text=True, env=env, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+@pytest.fixture(scope='module')
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp('cli')
+
+
+@pytest.fixture(scope='module')
+def cli_env(workdir):
+    import os
+    return {**os.environ, 'LLM_AUGMENT_CACHE_DIR': str(workdir/'cache')}
+
+
+def new_requests(stdout): return int(re.search(r'LLM: (\d+) new requests', stdout).group(1))
+
+
+@pytest.fixture(scope='module')
+def synthetic(workdir, cli_env):
+    "A small pool from `llm_augment generate`, run twice: the second run must be free."
+    out = workdir/'synthetic.csv'
+    args = ['generate', '--out', out, '--calls-per-label', 2, '--responses-per-call', 5]
+    first = cli(*args, env=cli_env)
+    second = cli(*args, env=cli_env)
+    return out, first, second
+
+
+def test_generate_writes_schema_rows_and_funnel_and_reruns_free(synthetic):
+    out, first, second = synthetic
+    rows = pd.read_csv(out)
+    assert list(rows.columns[:len(CORE_COLUMNS)]) == CORE_COLUMNS and set(PROVENANCE_COLUMNS) <= set(rows.columns)
+    assert set(rows['source']) == {'synthetic'} and set(rows['label']) <= {0, 1} and len(rows) > 0
+    assert (rows['backend'] == 'local').all() and (rows['temperature'] == 0.7).all()
+    funnel = pd.read_csv(out.with_suffix('.funnel.csv'))
+    assert funnel['calls'].sum() == 4 and (funnel['after_leakage'] <= funnel['parsed']).all()
+    assert new_requests(first) == 4 and new_requests(second) == 0
+
+
+def test_filter_judges_every_row_and_keeps_only_consistent_ones(synthetic, workdir, cli_env):
+    kept = workdir/'kept.csv'
+    stdout = subprocess.run([sys.executable, '-m', 'llm_augment.cli', 'filter', str(synthetic[0]), '--out', str(kept)],
+                            capture_output=True, text=True, env=cli_env, timeout=900)
+    judged = pd.read_csv(kept.with_suffix('.judged.csv'))
+    assert len(judged) == len(pd.read_csv(synthetic[0])) and judged['judge_votes'].notna().all()
+    # Agreement needs readable verdicts of both labels; a judge that gives none ends with a one-line error instead.
+    if stdout.returncode == 0:
+        rows = pd.read_csv(kept)
+        assert (rows['judge_label'] == rows['label']).all()
+    else:
+        assert len(stdout.stderr.strip().splitlines()) == 1 and 'judge' in stdout.stderr
+
+
+def test_train_then_predict_from_the_command_line(synthetic, workdir, cli_env):
+    model = workdir/'model'
+    stdout = cli('train', '--synthetic', synthetic[0], '--n-synthetic', 4, '--model-dir', model, '--epochs', 1,
+                 '--max-length', 32, '--n-boot', 50, env=cli_env)
+    assert re.search(r'trained on 36 rows \(4 synthetic\)', stdout)
+    auc = float(re.search(r'\bauc\s+([0-9.]+)', stdout).group(1))
+    assert 0 <= auc <= 1
+    scored = workdir/'scored.csv'
+    cli('predict', model, example_data_path(), '--out', scored, env=cli_env)
+    probs = pd.read_csv(scored)['prob']
+    assert len(probs) == 120 and probs.between(0, 1).all() and probs.nunique() > 1
+
+
+def test_unknown_config_file_field_is_one_line(workdir):
+    bad = workdir/'bad.yaml'; bad.write_text('synthetic_ratio: 0.8\n')
+    out = subprocess.run([sys.executable, '-m', 'llm_augment.cli', 'run', '--config', str(bad)], capture_output=True, text=True)
+    assert out.returncode == 2 and out.stderr.count('\n') == 1
+    assert "unknown field(s) ['synthetic_ratio']" in out.stderr and 'bad.yaml' in out.stderr
