@@ -123,10 +123,9 @@ def generate_arguments(parser):
 @subcommand('generate', 'generate labelled synthetic responses and write them with their funnel', generate_arguments)
 def generate_command(args:argparse.Namespace) -> int:
     "Generate a synthetic pool for the config's task and data."
-    from llm_augment.experiment import load_human, make_llms, synthetic_pool, _listify
-    from llm_augment.data import split_data
+    from llm_augment.experiment import split_for, make_llms, synthetic_pool, _listify
     cfg = config_from_args(args)
-    splits = split_data(load_human(cfg), preset=cfg.split, valid_share=cfg.valid_share, seed=_listify(cfg.seeds)[0])
+    splits = split_for(cfg, _listify(cfg.seeds)[0])
     gen_llm, _ = make_llms(cfg)
     generation, rows = synthetic_pool(cfg, splits, gen_llm, gen_llm)
     out = write_rows(rows, args.out)
@@ -169,12 +168,12 @@ def train_arguments(parser):
 def train_command(args:argparse.Namespace) -> int:
     "Train one classifier and print its test scores."
     from dataclasses import replace
-    from llm_augment.experiment import load_human, arm_training_set, arms, _listify
-    from llm_augment.data import split_data, read_table, to_schema
+    from llm_augment.experiment import split_for, arm_training_set, arms, _listify
+    from llm_augment.data import read_table, to_schema
     from llm_augment.evaluate import score
     from llm_augment.train import train_classifier
     cfg = config_from_args(args); seed = _listify(cfg.seeds)[0]
-    splits = split_data(load_human(cfg), preset=cfg.split, valid_share=cfg.valid_share, seed=seed)
+    splits = split_for(cfg, seed)
     pool = to_schema(read_table(args.synthetic)) if args.synthetic else splits.train.iloc[:0]
     arm = {**arms(cfg)[0], 'temperature': None, 'consistency_filter': False}
     train = arm_training_set(cfg, arm, splits.train, pool, seed)

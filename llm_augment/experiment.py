@@ -20,7 +20,7 @@ from .train import train_classifier, train_incremental, default_encoder
 
 # %% auto #0
 __all__ = ['CONFIG_FIELDS', 'TRAIN_FIELDS', 'ARM_FIELDS', 'EXECUTORS', 'ExperimentConfig', 'config_from_dict',
-           'config_from_namespace', 'load_config', 'save_config', 'load_human', 'tasks_for', 'make_llms',
+           'config_from_namespace', 'load_config', 'save_config', 'load_human', 'split_for', 'tasks_for', 'make_llms',
            'synthetic_pool', 'train_and_predict', 'flat_scores', 'arms', 'arm_training_set', 'run_seed',
            'run_experiment', 'save_results', 'Sweep', 'load_sweep', 'expand', 'experiments_dir', 'notebook_path',
            'run_cell', 'collect_results', 'run_sweep']
@@ -100,6 +100,10 @@ def load_human(cfg:ExperimentConfig) -> pd.DataFrame:
     if cfg.items: human = human[human['item'].isin(_listify(cfg.items))].reset_index(drop=True)
     if human.empty: raise DataError(f"{path}: no rows left for items {cfg.items}")
     return human
+
+def split_for(cfg:ExperimentConfig, seed:int, human:pd.DataFrame=None):
+    "The train/valid/test split of the human data at `seed`, as every command and run draws it."
+    return split_data(load_human(cfg) if human is None else human, preset=cfg.split, valid_share=cfg.valid_share, seed=seed)
 
 def tasks_for(cfg:ExperimentConfig, human_train:pd.DataFrame):
     "The task spec, or `{item: TaskSpec}` built from the training split when `cfg.item_col` is set."
@@ -187,7 +191,7 @@ def _llm_usage(*llms) -> dict:
 
 def run_seed(cfg:ExperimentConfig, human, seed:int, gen_llm, judge_llm, progress:bool=True) -> pd.DataFrame:
     "Results rows of every arm of `cfg` at one seed, each with the human-only baseline of that seed."
-    splits = split_data(human, preset=cfg.split, valid_share=cfg.valid_share, seed=seed)
+    splits = split_for(cfg, seed, human)
     generation, pool = synthetic_pool(cfg, splits, gen_llm, judge_llm, progress=progress)
     out = Path(cfg.out_dir); out.mkdir(parents=True, exist_ok=True)
     pool.to_csv(out/f'synthetic_seed{seed}.csv', index=False); generation.funnel.to_csv(out/f'funnel_seed{seed}.csv', index=False)
@@ -199,7 +203,8 @@ def run_seed(cfg:ExperimentConfig, human, seed:int, gen_llm, judge_llm, progress
     return pd.DataFrame([{**r, **baseline, 'seed': seed, 'n_test': len(splits.test)} for r in rows])
 
 def _scratch_row(cfg, arm, splits, pool, seed, pred_cache) -> dict:
-    train = arm_training_set(cfg, arm, splits.train, pool, seed)
+    try: train = arm_training_set(cfg, arm, splits.train, pool, seed)
+    except DataError as e: return {**arm, 'error': str(e)}  # e.g. the judge filter left too few rows of a label
     probs, seconds = train_and_predict(cfg, train, splits, seed, pred_cache)
     sizes = {'n_train': len(train), 'n_human_rows': int((train.source == 'human').sum()), 'n_synthetic_rows': int((train.source == 'synthetic').sum())}
     return {**arm, **sizes, **flat_scores(splits.test['label'], probs, cfg.n_boot, seed), 'train_seconds': seconds}
