@@ -8,12 +8,13 @@ import argparse, sys, traceback, warnings
 from collections import namedtuple
 from fastcore.imports import in_ipython
 from pathlib import Path
+import pandas as pd
 from .data import DataError, check_data
 
 # %% auto #0
 __all__ = ['Command', 'COMMANDS', 'GROUPS', 'LIST_FIELDS', 'GENERATE_FIELDS', 'JUDGE_FIELDS', 'TRAIN_FIELDS_CLI', 'DEMO_SWEEP',
            'subcommand', 'data_check_arguments', 'data_check', 'config_arguments', 'config_from_args', 'run',
-           'write_rows', 'generate_arguments', 'generate_command', 'filter_arguments', 'filter_command',
+           'write_rows', 'read_rows', 'generate_arguments', 'generate_command', 'filter_arguments', 'filter_command',
            'train_arguments', 'train_command', 'predict_arguments', 'predict_command', 'sweep_arguments', 'sweep',
            'report_arguments', 'report', 'demo_arguments', 'demo', 'build_parser', 'main']
 
@@ -111,6 +112,16 @@ def write_rows(rows, path) -> Path:
     rows.to_parquet(path, index=False) if path.suffix == '.parquet' else rows.to_csv(path, index=False)
     return path
 
+def read_rows(path):
+    "Schema rows written by `write_rows`: numeric columns as numbers, texts and items exactly as written."
+    from llm_augment.data import read_table, to_schema
+    path = Path(path)
+    as_text = read_table(path)  # checks the file; every column as text, so `n/a` stays a response
+    if not {'text', 'label'} <= set(as_text.columns): raise DataError(f"{path}: needs `text` and `label` columns; it has {list(as_text.columns)}")
+    rows = pd.read_parquet(path) if path.suffix == '.parquet' else pd.read_csv(path)
+    rows['text'], rows['item'] = as_text['text'], as_text.get('item', '')
+    return to_schema(rows)
+
 def _usage_line(llm) -> str:
     u = llm.usage
     return (f"LLM: {u['requests'] - u['cached']} new requests, {u['cached']} from cache, {u['failed']} failed, "
@@ -144,11 +155,11 @@ def filter_arguments(parser):
 def filter_command(args:argparse.Namespace) -> int:
     "Judge a synthetic file and write the consistent rows."
     from llm_augment.experiment import make_llms
-    from llm_augment.data import load_task, read_table, to_schema
+    from llm_augment.data import load_task
     from llm_augment.filter import judge, consistency_filter, judge_agreement
     cfg = config_from_args(args)
     _, judge_llm = make_llms(cfg)
-    judged = judge(to_schema(read_table(args.synthetic)), load_task(cfg.task), judge_llm, votes=cfg.judge_votes)
+    judged = judge(read_rows(args.synthetic), load_task(cfg.task), judge_llm, votes=cfg.judge_votes)
     kept, report = consistency_filter(judged)
     out = write_rows(kept, args.out); judged.to_csv(Path(out).with_suffix('.judged.csv'), index=False)
     print(report.to_string(index=False)); print(judge_agreement(judged).to_string(index=False))
@@ -169,12 +180,11 @@ def train_command(args:argparse.Namespace) -> int:
     "Train one classifier and print its test scores."
     from dataclasses import replace
     from llm_augment.experiment import split_for, arm_training_set, arms, _listify
-    from llm_augment.data import read_table, to_schema
     from llm_augment.evaluate import score
     from llm_augment.train import train_classifier
     cfg = config_from_args(args); seed = _listify(cfg.seeds)[0]
     splits = split_for(cfg, seed)
-    pool = to_schema(read_table(args.synthetic)) if args.synthetic else splits.train.iloc[:0]
+    pool = read_rows(args.synthetic) if args.synthetic else splits.train.iloc[:0]
     arm = {**arms(cfg)[0], 'temperature': None, 'consistency_filter': False}
     train = arm_training_set(cfg, arm, splits.train, pool, seed)
     clf = train_classifier(train, splits.valid, encoder=cfg.encoder or None, epochs=cfg.epochs, batch_size=cfg.batch_size,

@@ -95,4 +95,4 @@ def test_sweep_on_a_real_dataset_writes_results_and_charts(env, shared):
     assert (results.loc[results['n_synthetic'] == 6, 'n_synthetic_rows'] == 6).all()
     png = sweep.folder/'charts'/'auc.png'
     assert png.read_bytes()[:4] == b'\x89PNG' and png.stat().st_size > 5_000
-    assert 'vegalite' in report.read_text()  # the executed report notebook holds the chart
+    assert 'vega-lite' in report.read_text()  # the executed report notebook holds the chart's spec
