@@ -204,7 +204,8 @@ _LOCAL_LOCK = threading.Lock()
 def load_local(model_path:str): # a .gguf file
     "The llama.cpp model at `model_path`, loaded once per process."
     from llama_cpp import Llama
-    return Llama(model_path=str(model_path), n_ctx=2048, n_threads=2, verbose=False, seed=0)
+    threads = int(os.environ.get('LLM_AUGMENT_LLAMA_THREADS', 0)) or min(4, os.cpu_count() or 1)  # 1 when processes share the cores
+    return Llama(model_path=str(model_path), n_ctx=2048, n_threads=threads, verbose=False, seed=0)
 
 def local_complete(llama, request:dict) -> Completion:
     "One chat completion from an in-process llama.cpp model, seeded per sample; a `response_format` schema is enforced."

@@ -96,3 +96,15 @@ def test_sweep_on_a_real_dataset_writes_results_and_charts(env, shared):
     png = sweep.folder/'charts'/'auc.png'
     assert png.read_bytes()[:4] == b'\x89PNG' and png.stat().st_size > 5_000
     assert 'vega-lite' in report.read_text()  # the executed report notebook holds the chart's spec
+
+
+@pytest.mark.slow
+def test_demo_end_to_end(env):
+    "The README's main job: `llm_augment demo` writes results, charts, executed notebooks and the report (pytest -m slow)."
+    out = subprocess.run([sys.executable, '-m', 'llm_augment.cli', 'demo', '--root', str(env/'runs')], capture_output=True, text=True, timeout=3600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    demo = env/'runs'/'demo'
+    results = pd.read_parquet(demo/'results.parquet')
+    assert set(results['notebook']) == {'ratio', 'temperature'} and set(results['seed']) == {0, 1}
+    assert (demo/'charts'/'auc.png').stat().st_size > 5_000 and (demo/'report.ipynb').exists()
+    assert 'human-only' in out.stdout and 'results:' in out.stdout
