@@ -285,10 +285,12 @@ def test_response_format_and_penalties(proxy, tmp_path):
     "JSON mode reaches the server (schema dropped: OpenAI's json_object takes none); options are separate cache entries."
     llm = client(proxy, tmp_path)
     fmt = {'type': 'json_object', 'schema': {'type': 'object', 'properties': {'score': {'type': 'integer', 'enum': [0, 1]}}}}
-    ask = {'messages': 'Is 2 + 2 = 4? Answer in JSON with a field "score": 1 for yes, 0 for no.', 'max_tokens': 40, 'temperature': 0}
+    ask = {'messages': 'Is 2 + 2 = 4? Answer in JSON with a field "score": 1 for yes, 0 for no.', 'max_tokens': 120, 'temperature': 0}
     plain, shaped, penalised = llm.batch([ask, {**ask, 'response_format': fmt}, {**ask, 'presence_penalty': 0.5}], progress=False)
     assert all(c.error is None for c in (plain, shaped, penalised)) and len(llm.cache) == 3
-    assert isinstance(json.loads(shaped.text), dict)
+    # json_object mode makes the server start a JSON object; a free-form object may still run past max_tokens.
+    assert shaped.text.lstrip().startswith('{')
+    if not shaped.truncated: assert isinstance(json.loads(shaped.text, strict=False), dict)
     assert llm.lookup({**ask, 'response_format': None}).text == plain.text      # unset options leave the key as it was
 
 
