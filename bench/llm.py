@@ -2,26 +2,20 @@
 against `LLM.batch` at its default concurrency, (1) on a loopback endpoint shaped like a remote API (every
 answer after a fixed 0.5 s latency) and (2) on llama-cpp-python's real server with the embedded SmolLM2;
 then the same batch again from the cache. Run: `python bench/llm.py`. Prints a table, then `speedup=<ratio>`."""
-import asyncio, os, socket, subprocess, sys, tempfile, threading, time
+import asyncio, os, sys, tempfile, threading, time
 
 import httpx, openai, uvicorn
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from llm_augment.llm import LLM, smollm2_path
+from llm_augment.llm import LLM, LocalServer, free_port
 
 N_REMOTE, N_REMOTE_LOOP = 200, 20 # requests in the batch; the sequential loop is timed on the first 20 only
 N_LOCAL, N_LOCAL_LOOP = 20, 8 # the same on the real local server
 LATENCY, SLEEP = 0.5, 1.0 # the fake API's latency; the paper's sleep between calls
 ANSWER = '\n'.join(f'Response {i}: I would ask the student about their family traditions and how they celebrate.'
                    for i in range(10)) # about 200 tokens, the size of a 10-responses generation call
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 class FakeAPI:
@@ -44,19 +38,6 @@ class FakeAPI:
 
     @property
     def url(self): return f'http://127.0.0.1:{self.port}/v1'
-
-
-def local_server():
-    "llama-cpp-python's OpenAI-compatible server with the embedded model (one parallel slot)."
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, '-m', 'llama_cpp.server', '--model', str(smollm2_path()), '--host', '127.0.0.1',
-                             '--port', str(port), '--n_threads', '2', '--n_ctx', '1024'],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(600):
-        try:
-            if httpx.get(f'http://127.0.0.1:{port}/v1/models', timeout=1).status_code == 200: break
-        except httpx.HTTPError: time.sleep(0.1)
-    return proc, f'http://127.0.0.1:{port}/v1'
 
 
 def requests_for(n, max_tokens, tag):
@@ -99,13 +80,10 @@ def main():
     row, llm, requests = compare('remote-API shape', api.url, 'gpt-4o-mini', N_REMOTE, N_REMOTE_LOOP, 200, cache_dir,
                                  f'fake endpoint, {LATENCY} s latency')
     rows.append(row)
-    proc, url = local_server()
-    try:
-        local_row, _, _ = compare('real local server', url, 'smollm2', N_LOCAL, N_LOCAL_LOOP, 32, cache_dir,
+    with LocalServer(threads=2) as server:
+        local_row, _, _ = compare('real local server', server.url, 'smollm2', N_LOCAL, N_LOCAL_LOOP, 32, cache_dir,
                                   'llama_cpp.server, 1 parallel slot, 2 threads, max_tokens 32')
         rows.append(local_row)
-    finally:
-        proc.terminate(); proc.wait(10)
     before, replays = api.requests, []
     for _ in range(5):
         fresh = LLM('openai', model='gpt-4o-mini', base_url=api.url, cache_dir=cache_dir)

@@ -12,11 +12,12 @@ import pandas as pd
 from .data import DataError, check_data
 
 # %% auto #0
-__all__ = ['Command', 'COMMANDS', 'GROUPS', 'LIST_FIELDS', 'GENERATE_FIELDS', 'JUDGE_FIELDS', 'TRAIN_FIELDS_CLI', 'DEMO_SWEEP',
-           'subcommand', 'data_check_arguments', 'data_check', 'config_arguments', 'config_from_args', 'run',
-           'write_rows', 'read_rows', 'generate_arguments', 'generate_command', 'filter_arguments', 'filter_command',
-           'train_arguments', 'train_command', 'predict_arguments', 'predict_command', 'sweep_arguments', 'sweep',
-           'report_arguments', 'report', 'demo_arguments', 'demo', 'build_parser', 'main']
+__all__ = ['Command', 'COMMANDS', 'GROUPS', 'LIST_FIELDS', 'GENERATE_FIELDS', 'JUDGE_FIELDS', 'TRAIN_FIELDS_CLI', 'DOCTOR_PARTS',
+           'CRASH_HINTS', 'DEMO_SWEEP', 'subcommand', 'data_check_arguments', 'data_check', 'config_arguments',
+           'config_from_args', 'run', 'write_rows', 'read_rows', 'generate_arguments', 'generate_command',
+           'filter_arguments', 'filter_command', 'train_arguments', 'train_command', 'predict_arguments',
+           'predict_command', 'sweep_arguments', 'sweep', 'report_arguments', 'report', 'check_llama', 'check_encoder',
+           'check_kernel', 'run_part', 'doctor_arguments', 'doctor', 'demo_arguments', 'demo', 'build_parser', 'main']
 
 # %% ../nbs/09_cli.ipynb #715a31c8
 Command = namedtuple('Command', 'run add_arguments help')
@@ -248,6 +249,80 @@ def report(args:argparse.Namespace) -> int:
     print(f'report: {write_report(args.folder)}')
     return 0
 
+# %% ../nbs/09_cli.ipynb #9de5456f
+def check_llama(model:str|None=None) -> dict: # a .gguf file (default: the embedded SmolLM2)
+    "Load the llama.cpp model and generate 32 tokens: its version, load time, tokens/s and repacking setting."
+    import time, llama_cpp
+    from llm_augment.llm import load_local, local_complete, as_request, smollm2_path, weight_repacking
+    path, start = str(model or smollm2_path()), time.perf_counter()
+    llama = load_local(path)
+    loaded = time.perf_counter()
+    request = as_request({'messages': 'Write three sentences about the sea.', 'max_tokens': 32, 'temperature': 0})
+    speed = local_complete(llama, request).completion_tokens / (time.perf_counter() - loaded)
+    return dict(version=llama_cpp.__version__, detail=f"{Path(path).stem}, loaded in {loaded - start:.1f} s, "
+                f"{speed:.0f} tokens/s, weight repacking {'on' if weight_repacking() else 'off'}")
+
+def check_encoder(encoder:str|None=None) -> dict: # encoder path or hub name (default: the embedded MiniLM-L6)
+    "Fine-tune the encoder for one epoch on 8 bundled rows and predict: versions and examples/s."
+    import time, torch, transformers
+    from llm_augment.data import load_responses, example_data_path
+    from llm_augment.train import train_classifier
+    rows = load_responses(example_data_path()).groupby('label').head(4)
+    start = time.perf_counter()
+    clf = train_classifier(rows, rows, encoder=encoder, epochs=1, batch_size=4, max_length=32, progress=False)
+    clf.predict_proba(rows['text'].tolist())
+    return dict(version=f'torch {torch.__version__}, transformers {transformers.__version__}',
+                detail=f'{encoder or "MiniLM-L6"}, {2 * len(rows) / (time.perf_counter() - start):.1f} examples/s incl. load')
+
+def check_kernel(kernel:str='python3') -> dict: # the Jupyter kernel sweeps run in
+    "Run a one-cell notebook that imports llm_augment with papermill in `kernel`."
+    import tempfile, time, nbformat, papermill
+    with tempfile.TemporaryDirectory() as tmp:
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('import llm_augment')])
+        nbformat.write(nb, f'{tmp}/in.ipynb')
+        start = time.perf_counter()
+        papermill.execute_notebook(f'{tmp}/in.ipynb', f'{tmp}/out.ipynb', kernel_name=kernel, progress_bar=False)
+    return dict(version=f'papermill {papermill.__version__}', detail=f'kernel {kernel}, {time.perf_counter() - start:.1f} s')
+
+DOCTOR_PARTS = {'llama.cpp': check_llama, 'encoder': check_encoder, 'kernel': check_kernel}
+
+
+# %% ../nbs/09_cli.ipynb #e1523fb9
+CRASH_HINTS = {'llama.cpp': 'set LLM_AUGMENT_LLAMA_REPACK=off (a known llama.cpp crash on some CPUs) and rerun',
+               'encoder': 'check free memory and the torch install (pip install torch==2.13.0)',
+               'kernel': 'python -m ipykernel install --user, then rerun'}
+
+def run_part(name:str, # a key of `DOCTOR_PARTS`
+             arg:str|None=None, # its argument (model file, encoder, kernel name)
+             timeout:float=600): # seconds before the part counts as hung
+    "Run one doctor part in a child process: (ok, version, detail or cause); a crash or an error is a cause."
+    import json, signal, subprocess, sys
+    code = f'import json; from llm_augment.cli import DOCTOR_PARTS; print(json.dumps(DOCTOR_PARTS[{name!r}](*{[arg] if arg else []!r})))'
+    try: out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired: return False, '', f'no answer within {timeout:.0f} s'
+    if out.returncode == 0: facts = json.loads(out.stdout.strip().splitlines()[-1]); return True, facts['version'], facts['detail']
+    if out.returncode < 0: return False, '', f'crashed ({signal.Signals(-out.returncode).name}): {CRASH_HINTS[name]}'
+    last = (out.stderr.strip().splitlines() or ['exit code ' + str(out.returncode)])[-1]
+    return False, '', last.split(': ', 1)[-1] if 'Error' in last.split(':')[0] else last
+
+
+# %% ../nbs/09_cli.ipynb #feb35aac
+def doctor_arguments(parser):
+    parser.add_argument('--model', default=None, help='GGUF file of the local generator (default: the embedded SmolLM2)')
+    parser.add_argument('--encoder', default=None, help='encoder path or hub name (default: the embedded MiniLM-L6)')
+    parser.add_argument('--kernel', default='python3', help='Jupyter kernel that sweeps run in (default: python3)')
+
+@subcommand('doctor', 'check that the embedded models and the notebook kernel work on this machine', doctor_arguments)
+def doctor(args:argparse.Namespace) -> int:
+    "Print one line per part: its name, version, and OK with its speed, or FAILED with the cause."
+    from llm_augment.llm import cpu_flags
+    amx = sorted(f for f in cpu_flags() if f.startswith('amx'))
+    print(f"{'cpu':<10} {'AMX: ' + ' '.join(amx) if amx else 'no AMX'}")
+    results = [(name, *run_part(name, arg)) for name, arg in zip(DOCTOR_PARTS, (args.model, args.encoder, args.kernel))]
+    for name, ok, version, detail in results: print(f"{name:<10} {'OK' if ok else 'FAILED':<7} {version + ': ' if version else ''}{detail}")
+    return 0 if all(ok for _, ok, *_ in results) else 1
+
+
 # %% ../nbs/09_cli.ipynb #48533ea1
 DEMO_SWEEP = dict(name='demo', notebook=['ratio', 'temperature'], base={}, grid={}, seeds=[0, 1])
 
@@ -259,6 +334,9 @@ def demo_arguments(parser):
 def demo(args:argparse.Namespace) -> int:
     "Run the demo sweep and print where its results are."
     from llm_augment.experiment import Sweep, run_sweep
+    print('checking this machine first (llm_augment doctor):')
+    if doctor(argparse.Namespace(model=None, encoder=None, kernel='python3')):
+        print('llm_augment: the demo needs every part OK: see the FAILED line above.', file=sys.stderr); return 1
     grid = Sweep(**DEMO_SWEEP, root=args.root)
     print(f'demo sweep into {grid.folder.absolute()} (illustrative example data, embedded SmolLM2 and MiniLM-L6)')
     code = _finish_sweep(grid, run_sweep(grid))

@@ -23,7 +23,7 @@ __all__ = ['CONFIG_FIELDS', 'TRAIN_FIELDS', 'ARM_FIELDS', 'EXECUTORS', 'Experime
            'config_from_namespace', 'load_config', 'save_config', 'load_human', 'split_for', 'tasks_for', 'make_llms',
            'synthetic_pool', 'train_and_predict', 'flat_scores', 'arms', 'arm_training_set', 'run_seed',
            'run_experiment', 'save_results', 'Sweep', 'load_sweep', 'expand', 'experiments_dir', 'notebook_path',
-           'run_cell', 'collect_results', 'run_sweep']
+           'cell_fingerprint', 'stale_reason', 'crash_note', 'run_cell', 'collect_results', 'run_sweep']
 
 # %% ../nbs/07_experiment.ipynb #96c96e42
 @dataclass
@@ -274,30 +274,69 @@ def expand(sweep:Sweep) -> list:
 
 # %% ../nbs/07_experiment.ipynb #0524135f
 def experiments_dir() -> Path:
-    "Folder of the experiment notebooks (nbs/experiments in a checkout, or `LLM_AUGMENT_EXPERIMENTS`)."
-    env = os.environ.get('LLM_AUGMENT_EXPERIMENTS')
-    return Path(env) if env else Path(__file__).resolve().parent.parent/'nbs'/'experiments'
+    "The experiment notebooks: env `LLM_AUGMENT_EXPERIMENTS`, else the package's copy (wheel), else the checkout's."
+    if os.environ.get('LLM_AUGMENT_EXPERIMENTS'): return Path(os.environ['LLM_AUGMENT_EXPERIMENTS'])
+    packaged = Path(__file__).resolve().parent/'experiments'
+    return packaged if packaged.is_dir() else packaged.parent.parent/'nbs'/'experiments'
 
 def notebook_path(name) -> Path:
     "Path of an experiment notebook given by name (`ratio`) or path."
     path = Path(name) if str(name).endswith('.ipynb') else experiments_dir()/f'{name}.ipynb'
-    if not path.exists(): raise DataError(f"experiment notebook {path} not found; names are {sorted(p.stem for p in experiments_dir().glob('*.ipynb'))}")
+    if not path.exists():
+        names = sorted(p.stem for p in experiments_dir().glob('*.ipynb'))
+        raise DataError(f"experiment notebook {path} not found; names are {names}")
     return path
 
+
+# %% ../nbs/07_experiment.ipynb #f9cdc60e
+def cell_fingerprint(cell:dict) -> dict: # a cell from `expand`
+    "Everything a cell's results depend on: the resolved config, the notebook's digest and the package version."
+    from . import __version__
+    config = asdict(config_from_dict({k: v for k, v in cell['params'].items() if k != 'out_dir'}, cell['cell']))
+    notebook = hashlib.sha256(notebook_path(cell['notebook']).read_bytes()).hexdigest()[:16]
+    return json.loads(json.dumps(dict(config=config, notebook=notebook, version=__version__), default=str))
+
+def stale_reason(out:Path, fingerprint:dict) -> str|None:
+    "None when `out` holds finished results of exactly `fingerprint`; else what differs ('' when never finished)."
+    if not (out/'results.csv').exists(): return ''
+    try: old = json.loads((out/'fingerprint.json').read_text())
+    except (OSError, ValueError): return 'no fingerprint'
+    changed = [k for k in fingerprint['config'] if old.get('config', {}).get(k) != fingerprint['config'][k]]
+    changed += [k for k in ('notebook', 'version') if old.get(k) != fingerprint[k]]
+    return ', '.join(changed) or None
+
+
+# %% ../nbs/07_experiment.ipynb #63e4735f
+def crash_note(executed:Path) -> str: # the executed notebook papermill was writing
+    "What a user is told when a cell's kernel died: which notebook cell was running, and what to try."
+    try: cells = json.loads(executed.read_text())['cells']
+    except (OSError, ValueError, KeyError): cells = []
+    started = [c for c in cells if c.get('metadata', {}).get('papermill', {}).get('start_time')]
+    running = started[-1] if started else None # papermill marks a cell started before it runs it
+    where = f" while running `{''.join(running['source']).strip().splitlines()[0][:80]}`" if running else ''
+    return (f"the notebook kernel died{where}: a native crash (llama.cpp or torch) or out of memory. "
+            f"Run `llm_augment doctor` to find the part; on CPUs with AMX, LLM_AUGMENT_LLAMA_REPACK=off avoids a known "
+            f"llama.cpp crash.")
+
 def run_cell(cell:dict, kernel:str='python3') -> dict:
-    "Execute one sweep cell with papermill unless it finished before; returns its status."
+    "Execute one sweep cell with papermill unless it finished with the same fingerprint; returns its status."
     import papermill as pm
-    out = Path(cell['params']['out_dir']); out.mkdir(parents=True, exist_ok=True)
-    if (out/'results.csv').exists(): return {'cell': cell['cell'], 'status': 'skipped'}
+    from nbclient.exceptions import DeadKernelError
+    out, fingerprint = Path(cell['params']['out_dir']), cell_fingerprint(cell)
+    if (stale := stale_reason(out, fingerprint)) is None: return {'cell': cell['cell'], 'status': 'skipped'}
+    out.mkdir(parents=True, exist_ok=True)
+    for old in ('results.csv', 'fingerprint.json', 'error.txt'): (out/old).unlink(missing_ok=True)
     (out/'params.yaml').write_text(yaml.safe_dump({'notebook': str(cell['notebook']), **cell['params']}, sort_keys=False))
-    (out/'error.txt').unlink(missing_ok=True)
-    start = time.perf_counter()
+    status, start = {'cell': cell['cell'], 'stale': stale or None}, time.perf_counter()
     try: pm.execute_notebook(str(notebook_path(cell['notebook'])), str(out/'notebook.ipynb'), parameters=cell['params'],
                              kernel_name=kernel, language='python', progress_bar=False)
     except Exception as e:
-        (out/'error.txt').write_text(f'{type(e).__name__}: {e}\n\n{traceback.format_exc()}')
-        return {'cell': cell['cell'], 'status': 'failed', 'error': str(e).strip().splitlines()[-1][:300] if str(e).strip() else type(e).__name__}
-    return {'cell': cell['cell'], 'status': 'done', 'seconds': time.perf_counter() - start}
+        why = crash_note(out/'notebook.ipynb') if isinstance(e, DeadKernelError) else (str(e).strip().splitlines() or [type(e).__name__])[-1][:300]
+        (out/'error.txt').write_text(f'{why}\n\n{type(e).__name__}: {e}\n\n{traceback.format_exc()}')
+        return {**status, 'status': 'failed', 'error': why}
+    (out/'fingerprint.json').write_text(json.dumps(fingerprint, indent=1))
+    return {**status, 'status': 'done', 'seconds': time.perf_counter() - start}
+
 
 # %% ../nbs/07_experiment.ipynb #4cfd7a44
 def _run_local(cells, workers:int=1, progress:bool=True) -> list:

@@ -35,6 +35,43 @@ def test_grid_expands_over_lists_and_checks_names(tmp_path):
     with pytest.raises(ValueError, match=r"bad.yaml \(grid\): unknown field\(s\) \['sythetic_share'\]"): load_sweep(bad)
 
 
+def tiny_notebook(path, body):
+    "An experiment notebook of the tests' own: a papermill parameters cell, then `body`."
+    import nbformat
+    params = nbformat.v4.new_code_cell("epochs = 4\nout_dir = ''\nseeds = [0]", metadata={'tags': ['parameters']})
+    nbformat.write(nbformat.v4.new_notebook(cells=[params, nbformat.v4.new_code_cell(body)]), path)
+    return path
+
+
+RECORD_EPOCHS = ("import pandas as pd\nfrom llm_augment.experiment import save_results\n"
+                 "save_results(pd.DataFrame({'epochs': [epochs], 'seed': seeds}), out_dir)")
+
+
+def test_edited_base_reruns_the_cell_and_an_unchanged_one_is_reused(tmp_path):
+    nb = tiny_notebook(tmp_path/'record.ipynb', RECORD_EPOCHS)
+    def sweep(epochs):
+        spec = tmp_path/'edit.yaml'
+        spec.write_text(yaml.safe_dump({'name': 'edit', 'notebook': str(nb), 'base': {'epochs': epochs}, 'grid': {}, 'seeds': [0]}))
+        status = run_sweep(load_sweep(spec, root=str(tmp_path/'runs')), progress=False).iloc[0]
+        return status, pd.read_csv(tmp_path/'runs'/'edit'/'record'/'results.csv')['epochs'].item()
+    first, epochs_first = sweep(2)
+    again, epochs_again = sweep(2)
+    edited, epochs_edited = sweep(3)
+    assert (first['status'], epochs_first) == ('done', 2)
+    assert (again['status'], epochs_again) == ('skipped', 2)
+    assert (edited['status'], edited['stale'], epochs_edited) == ('done', 'epochs', 3)
+
+
+def test_a_dead_kernel_says_which_cell_died_and_what_to_do(tmp_path):
+    nb = tiny_notebook(tmp_path/'crash.ipynb', 'import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)')
+    spec = tmp_path/'crash.yaml'
+    spec.write_text(yaml.safe_dump({'name': 'crash', 'notebook': str(nb), 'base': {}, 'grid': {}, 'seeds': [0]}))
+    status = run_sweep(load_sweep(spec, root=str(tmp_path/'runs')), progress=False).iloc[0]
+    assert status['status'] == 'failed' and 'Kernel died' not in status['error']
+    assert 'kernel died while running `import os, signal`' in status['error'] and 'llm_augment doctor' in status['error']
+    assert (tmp_path/'runs'/'crash'/'crash'/'error.txt').read_text().startswith(status['error'])
+
+
 def test_killed_sweep_resumes_without_rerunning_cells_or_llm_calls(env):
     spec = write_sweep(env/'resume.yaml', 'resume', {'synthetic_share': [0.0, 0.1, 0.2]})
     root = env/'runs'

@@ -1,42 +1,22 @@
 """The LLM layer against a real OpenAI-compatible server on loopback (llama-cpp-python serving the embedded
 SmolLM2), behind a fault-injecting proxy of our own: retries, no duplicates, resume after a kill, a cache
 shared by processes, budgets, and the key never written down."""
-import asyncio, http.server, json, os, random, signal, socket, sqlite3, subprocess, sys, textwrap, threading, time
+import asyncio, http.server, json, os, random, signal, sqlite3, subprocess, sys, textwrap, threading, time
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import httpx
 import pytest
 
-from llm_augment.llm import LLM, Cache, Completion, smollm2_path
+from llm_augment.llm import LLM, Cache, Completion, LocalServer, free_port, smollm2_path
 
 pytestmark = pytest.mark.timeout(300)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope='session')
 def server():
     "llama-cpp-python's OpenAI-compatible server with the embedded model, on a free loopback port."
-    port = free_port()
-    cmd = [sys.executable, '-m', 'llama_cpp.server', '--model', str(smollm2_path()), '--host', '127.0.0.1',
-           '--port', str(port), '--n_threads', '2', '--n_ctx', '1024']
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f'http://127.0.0.1:{port}'
-    for _ in range(600):
-        try:
-            if httpx.get(f'{url}/v1/models', timeout=1).status_code == 200: break
-        except httpx.HTTPError: time.sleep(0.1)
-    else:
-        proc.kill()
-        pytest.fail('llama_cpp.server did not come up within 60 s')
-    yield url
-    proc.terminate()
-    proc.wait(10)
+    with LocalServer(threads=2) as local: yield local.url.removesuffix('/v1')
 
 
 class FaultProxy(http.server.ThreadingHTTPServer):
