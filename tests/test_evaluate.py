@@ -127,3 +127,169 @@ def test_beats():
     assert not beats([0.70, 0.71, 0.69], [0.80, 0.81, 0.79])
     assert not beats([0.72, 0.80, 0.64], [0.70, 0.78, 0.62])  # 0.02 apart, seed spread 0.08
     with pytest.raises(DataError, match='at least 2 seeds'): beats([0.8], [0.7, 0.71])
+
+
+# --- paired gains over the human-only baseline ---
+from scipy.special import expit
+from llm_augment.evaluate import (paired_gain, gain_table, paired_gains, SeedRun, seed_gain_draws, check_runs,
+                                  simultaneous_level, holm)
+
+
+@lru_cache
+def tfidf_pair(path, n_base=60):
+    "Labels, and P(label=1) of TF-IDF models trained on `n_base` rows and on a third of a real dataset."
+    rows = pd.read_csv(path, keep_default_na=False)
+    train, test = train_test_split(rows, train_size=1/3, stratify=rows.label, random_state=0)
+    def probs(fit_rows):
+        vectoriser = TfidfVectorizer(min_df=2).fit(fit_rows.text)
+        model = LogisticRegression(max_iter=1000).fit(vectoriser.transform(fit_rows.text), fit_rows.label)
+        return model.predict_proba(vectoriser.transform(test.text))[:, 1]
+    return test.label.to_numpy(), probs(train), probs(train.sample(n_base, random_state=0))
+
+
+@pytest.fixture
+def mohler_pair(shared): return tfidf_pair(shared('mohler_asag'))
+
+
+def simulated(n, rng, noise_scales):
+    "Labels from a logistic model and one probability vector per noise scale (the same scale = the same AUC)."
+    signal = rng.normal(size=n)
+    y = (rng.random(n) < expit(2 * signal)).astype(int)
+    return y, [expit(signal + scale * rng.normal(size=n)) for scale in noise_scales]
+
+
+@pytest.mark.parametrize('metric', ['auc', 'kappa'])
+def test_paired_gain_equals_slow_loop(mohler_pair, metric):
+    y, arm, base = mohler_pair
+    sk = dict(auc=lambda y, p: roc_auc_score(y, p), kappa=lambda y, p: cohen_kappa_score(y, (p >= 0.5).astype(int)))[metric]
+    reference = np.array([sk(y[i], arm[i]) - sk(y[i], base[i]) for i in bootstrap_indices(len(y), 200, seed=7)])
+    result = paired_gain(y, arm, base, n_boot=200, seed=7, metric=metric)
+    np.testing.assert_allclose(result.draws, reference, rtol=0, atol=1e-12)
+    np.testing.assert_allclose([result.lo, result.hi], np.percentile(reference, [2.5, 97.5]), rtol=0, atol=1e-12)
+    assert result.gain == pytest.approx(sk(y, arm) - sk(y, base), abs=1e-12) and result.skipped == 0
+
+
+def test_two_level_draws_equal_slow_loop(mohler_pair):
+    "Each draw: resample seeds, then each drawn slot's own rows; the k-th slot picking seed s uses its k-th resample."
+    y, arm, base = mohler_pair
+    cut = [slice(0, 500), slice(500, 1000), slice(1000, None)]  # three seeds with test sets of different sizes
+    runs = check_runs([SeedRun(y[c], base[c], {'arm': arm[c]}) for c in cut])
+    n_boot, seed = 40, 3
+    drawn = np.random.default_rng([seed, 3]).integers(0, 3, (n_boot, 3))
+    rows = {s: bootstrap_indices(len(runs[s].y_true), (drawn == s).sum(), seed + s) for s in range(3)}
+    used, reference = {s: 0 for s in range(3)}, []
+    for picked in drawn:
+        gains = []
+        for s in picked:
+            r, i = runs[s], rows[s][used[s]]; used[s] += 1
+            gains.append(roc_auc_score(r.y_true[i], r.arm_probs['arm'][i]) - roc_auc_score(r.y_true[i], r.prob_base[i]))
+        reference.append(np.mean(gains))
+    np.testing.assert_allclose(seed_gain_draws(runs, n_boot, seed)[:, 0], reference, rtol=0, atol=1e-12)
+
+
+def test_one_seed_is_the_paired_bootstrap(mohler_pair):
+    y, arm, base = mohler_pair
+    single, row = paired_gain(y, arm, base, n_boot=300, seed=4), gain_table(y, {'arm': arm}, base, n_boot=300, seed=4).iloc[0]
+    assert [row.gain, row.lo, row.hi] == pytest.approx([single.gain, single.lo, single.hi], abs=1e-12)
+    assert [row.lo_adj, row.hi_adj] == [row.lo, row.hi]  # one arm: nothing to adjust
+    assert row.noise == 'test rows' and row.n_seeds == 1 and row.n_test == len(y)
+
+
+def test_simultaneous_intervals_contain_marginal_and_hold_joint_level(mohler_pair):
+    y, arm, base = mohler_pair
+    rng = np.random.default_rng(0)
+    arms = {f'noisy {s}': expit(np.log(arm / (1 - arm)) + s * rng.normal(size=len(y))) for s in (0.5, 1.0, 1.5, 2.0)}
+    table = gain_table(y, arms, base, n_boot=500, seed=1)
+    assert (table.lo_adj <= table.lo).all() and (table.hi <= table.hi_adj).all()
+    assert ((table.lo_adj < table.lo) & (table.hi < table.hi_adj)).all()  # four correlated but distinct arms: wider
+    draws = np.stack([paired_gain(y, p, base, n_boot=500, seed=1).draws for p in arms.values()], 1)
+    inside = lambda lo, hi: ((draws >= lo.to_numpy()) & (draws <= hi.to_numpy())).all(1).mean()
+    assert inside(table.lo_adj, table.hi_adj) >= 0.95
+    assert inside(table.lo, table.hi) < 0.93  # the marginal intervals together hold fewer of the joint draws
+
+
+def test_arm_identical_to_baseline_gains_nothing(mohler_pair):
+    y, arm, base = mohler_pair
+    table = gain_table(y, {'copy of baseline': base.copy(), 'arm': arm}, base, n_boot=300).set_index('arm')
+    copy = table.loc['copy of baseline']
+    assert [copy.gain, copy.lo, copy.hi, copy.lo_adj, copy.hi_adj] == [0, 0, 0, 0, 0]
+    assert copy.p == 1 and copy.p_adj == 1
+
+
+def test_clearly_better_arm_is_above_zero_after_adjustment():
+    y, (truth, null_a, null_b) = simulated(400, np.random.default_rng(0), [0.0, 3.0, 3.0])
+    noise = np.random.default_rng(1).random(400)
+    table = gain_table(y, {'truth': truth, 'null a': null_a, 'null b': null_b}, noise, n_boot=500).set_index('arm')
+    assert table.loc['truth', 'lo_adj'] > 0.1
+    assert table.loc['truth', 'p_adj'] == pytest.approx(3 * 2 / 501)  # no draw at or below 0: the smallest p, times 3
+
+
+def test_null_arms_adjusted_coverage():
+    "Three arms with the baseline's AUC in the population: all three adjusted intervals hold 0 in >= 90% of 200 tests."
+    rng, covered, marginal = np.random.default_rng(0), [], []
+    for _ in range(200):
+        y, (base, *arms) = simulated(300, rng, [1.0] * 4)
+        table = gain_table(y, dict(zip('abc', arms)), base, n_boot=200, seed=int(rng.integers(1 << 30)))
+        covered.append(((table.lo_adj <= 0) & (0 <= table.hi_adj)).all())
+        marginal.append(((table.lo <= 0) & (0 <= table.hi)).all())
+    assert np.mean(covered) >= 0.9
+    assert np.mean(marginal) < np.mean(covered) - 0.03  # the adjustment is what buys the joint coverage
+
+
+def test_seed_noise_is_covered_across_seeds():
+    "Each seed's arm is better or worse than its baseline at random (mean gain 0): the two-level interval covers 0."
+    rng, two_level, one_seed = np.random.default_rng(0), [], []
+    for _ in range(60):
+        runs = []
+        for _ in range(8):
+            scales = [0.3, 1.5] if rng.random() < 0.5 else [1.5, 0.3]
+            y, (arm, base) = simulated(int(rng.integers(150, 250)), rng, scales)
+            runs.append(SeedRun(y, base, {'arm': arm}))
+        row = paired_gains(runs, n_boot=200, seed=int(rng.integers(1 << 30))).iloc[0]
+        assert row.noise == 'test rows + training seeds' and row.n_seeds == 8
+        two_level.append(row.lo <= 0 <= row.hi)
+        single = paired_gain(runs[0].y_true, runs[0].arm_probs['arm'], runs[0].prob_base, n_boot=200)
+        one_seed.append(single.lo <= 0 <= single.hi)
+    assert np.mean(two_level) >= 0.85
+    assert np.mean(one_seed) < 0.5  # test rows alone do not cover the training-seed noise
+
+
+def test_shared_test_rows_do_not_average_out(mohler_pair):
+    y, arm, base = mohler_pair
+    run, single = SeedRun(y, base, {'arm': arm}), paired_gain(y, arm, base, n_boot=300, seed=2)
+    shared = paired_gains([run] * 4, n_boot=300, seed=2, shared_test=True).iloc[0]
+    assert [shared.lo, shared.hi] == pytest.approx([single.lo, single.hi], abs=1e-12)  # 4 copies of one run = 1 run
+    separate = paired_gains([run] * 4, n_boot=300, seed=2).iloc[0]
+    assert separate.hi - separate.lo < 0.7 * (single.hi - single.lo)  # independent rows per seed would average out
+
+
+def test_primary_arm_is_unadjusted(mohler_pair):
+    y, arm, base = mohler_pair
+    arms = {'a': arm, 'b': (arm + base) / 2}
+    plain, chosen = gain_table(y, arms, base, n_boot=300), gain_table(y, arms, base, n_boot=300, primary='b')
+    assert chosen.primary.tolist() == [False, True]
+    assert chosen.iloc[1][['lo_adj', 'hi_adj', 'p_adj']].tolist() == chosen.iloc[1][['lo', 'hi', 'p']].tolist()
+    assert chosen.iloc[1].lo_adj > plain.iloc[1].lo_adj
+    assert chosen.iloc[0].drop('primary').equals(plain.iloc[0].drop('primary'))
+
+
+def test_holm_and_simultaneous_level():
+    np.testing.assert_allclose(holm(np.array([0.01, 0.04, 0.03, 0.005])), [0.03, 0.06, 0.06, 0.02], atol=1e-12)
+    normal = np.random.default_rng(0).normal(size=(4000, 2))
+    assert simultaneous_level(normal[:, :1]) == 0.95
+    assert abs(simultaneous_level(normal) - 0.95 ** 0.5) < 0.005
+
+
+@pytest.mark.parametrize('call, message', [
+    (lambda y, a, b: paired_gains([]), 'runs is empty'),
+    (lambda y, a, b: gain_table(y, {}, b), 'at least one augmented arm'),
+    (lambda y, a, b: paired_gains([SeedRun(y, b, {'a': a}), SeedRun(y, b, {'c': a})]), "run 1 has arms ['c']"),
+    (lambda y, a, b: gain_table(y, {'a': a}, b, primary='z'), "primary arm 'z'"),
+    (lambda y, a, b: gain_table(y, {'a': a}, b, metric='roc'), "metric 'roc'"),
+    (lambda y, a, b: gain_table(y, {'a': a[:-1]}, b), 'one probability per test row'),
+    (lambda y, a, b: paired_gains([SeedRun(y, b, {'a': a}), SeedRun(y[:-1], b[:-1], {'a': a[:-1]})], shared_test=True),
+     'shared_test=False'),
+])
+def test_gain_errors_name_the_fix(mohler_pair, call, message):
+    with pytest.raises(DataError) as raised: call(*mohler_pair)
+    assert message in str(raised.value)
