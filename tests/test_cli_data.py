@@ -1,6 +1,8 @@
 "`llm_augment data check` end to end: the bundled example passes, every bad input ends in one stderr line."
 import subprocess, sys
+import pandas as pd
 import pytest
+from sklearn.model_selection import train_test_split
 from llm_augment.data import example_data_path
 
 
@@ -86,3 +88,23 @@ def test_console_script_and_in_process(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == f"llm_augment: {tmp_path / 'nope.csv'}: no such file"
     done = subprocess.run(['llm_augment', 'data', 'check', str(example_data_path())], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and 'kappa 0.848' in done.stdout
+
+
+def test_copies_and_person_overlap_lines(tmp_path):
+    rows = [dict(text=text, label=int(text in ('yes', 'Yes!') or i % 2 == 0), item=item, respondent=f'p{i}')
+            for i in range(12) for item, text in [('Q1', 'yes' if i % 2 == 0 else f'answer {i}'), ('Q2', f'reason {i}'),
+                                                  ('Q3', 'no' if i % 3 == 0 else f'other {i}')]]
+    table = pd.DataFrame(rows)
+    table.to_csv(path := tmp_path / 'people.csv', index=False)
+    code, out, err = run('data', 'check', path)
+    assert code == 0 and err == []
+    lines = {line[:12].strip(): line[12:] for line in out.splitlines()}
+    assert lines['copies'] == '10 of 36 rows (27.8%) share their item and normalised text with another row'
+    assert lines['persons'] == '12 (column person)'
+    train, test = train_test_split(table, train_size=1 / 3, stratify=table.label, random_state=0)  # the paper's split
+    copied = (test.item + test.text).isin(set(train.item + train.text)).mean()
+    person = test.respondent.isin(set(train.respondent)).mean()
+    assert lines['paper'] == (f'split at seed 0: {copied:.1%} of 24 test rows have an exact copy in train+valid, '
+                              f'{person:.1%} have their person there') and person > 0
+    assert lines['grouped'].startswith('split at seed 0: 0.0% of ')
+    assert ', 0.0% have their person there' in lines['grouped']

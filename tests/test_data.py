@@ -1,10 +1,13 @@
 "Loaders, splits and rater agreement on the four shared datasets, and the DataShop loader on a small export."
-import warnings
+import itertools, pickle, warnings
+import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import cohen_kappa_score
-from llm_augment.data import (CORE_COLUMNS, PROVENANCE_COLUMNS, DataError, DataWarning, load_datashop, load_responses,
-                              load_task, rater_agreement, split_data)
+from sklearn.model_selection import train_test_split
+from llm_augment.data import (CORE_COLUMNS, PROVENANCE_COLUMNS, DataError, DataWarning, Splits, cross_split_duplicates,
+                              load_datashop, load_responses, load_task, normalise, rater_agreement, split_data,
+                              to_schema)
 
 DATASETS = {'powergrading': 6979, 'semeval2013_sra_2way': 16003, 'mohler_asag': 2273, 'ncte_uptake': 1695}
 
@@ -28,6 +31,7 @@ def test_loads_into_schema(name, shared, loaded):
     assert df.label.isin([0, 1]).all() and df.label.dtype == 'int64'
     assert (df.source == 'human').all() and (df.text.str.strip() != '').all() and (df.item != '').all()
     assert df[PROVENANCE_COLUMNS].isna().all().all()
+    assert df.columns[4] == 'person' and (df.person != '').all() == (name == 'powergrading')
 
 
 @pytest.mark.parametrize('name', DATASETS)
@@ -91,6 +95,7 @@ def test_datashop_loader(tmp_path):
     assert df.label.tolist() == [1, 0, 0] and df.item.tolist() == ['marcelo_q1', 'marcelo_q1', 'anka_q9']
     assert df.rater1.tolist() == [1, 0, 0] and df.rater2.tolist() == [1, 1, 0]
     assert set(df.lesson) == {'Building Cultural Competence'} and list(df.columns[:4]) == CORE_COLUMNS
+    assert df.person.tolist() == ['s1', 's2', 's3']
     assert rater_agreement(df)['rater1_vs_rater2']['n'] == 3
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', DataWarning)
@@ -108,3 +113,125 @@ def test_task_spec_roundtrip(tmp_path):
     assert mine.prompt('judge', text='hi') == 'Code hi' and mine.prompt_version != task.prompt_version
     custom.write_text("name: mine\nscenario: s\nquestion: q\nlabel: {0: no}\n")
     with pytest.raises(DataError, match=r"unknown task keys \['label'\]"): load_task(custom)
+
+
+def test_normalise_is_the_copy_key():
+    assert normalise("Don’t  forget, Marcelo!") == 'dont forget marcelo'
+    assert normalise('The Bill-of-Rights.\n') == normalise('the bill of   rights') == 'the bill of rights'
+    assert normalise("it's 1st") == 'its 1st' and normalise('?!') == ''
+
+
+def sides(splits):
+    "The four sides of a split: train, valid, test and the control pool."
+    return [splits.train, splits.valid, splits.test, splits.control]
+
+
+def crossing(splits, column):
+    "Values of `column` ('' aside) that sit on more than one side."
+    seen = [set(part[column]) - {''} for part in sides(splits)]
+    return {v for a, b in itertools.combinations(seen, 2) for v in a & b}
+
+
+def with_key(df):
+    "`df` with its copy key, computed here from the item and the lower-cased words."
+    words = df.text.str.lower().str.replace("[’']", '', regex=True).str.findall(r'\w+').str.join(' ')
+    return df.assign(key=df.item + '|' + words)
+
+
+def random_frame(seed, n=60):
+    "Rows drawn from few items, texts and persons, so that copies and shared persons are common."
+    rng = np.random.default_rng(seed)
+    texts = rng.choice(['Yes', 'yes!', 'no', 'No.', 'maybe', 'the bill of rights', 'Bill of Rights'], n)
+    texts = [t if rng.random() < 0.6 else f'{t} {i}' for i, t in enumerate(texts)]  # some unique answers
+    persons = [p if rng.random() < 0.7 else '' for p in rng.choice([f'p{i}' for i in range(25)], n)]
+    return to_schema(pd.DataFrame(dict(text=texts, label=rng.integers(0, 2, n), source='human',
+                                       item=rng.choice(['Q1', 'Q2', 'Q3'], n), person=persons)))
+
+
+@pytest.mark.parametrize('seed', range(25))
+def test_grouped_split_keeps_copies_and_persons_apart_on_random_frames(seed):
+    df = with_key(random_frame(seed))
+    splits = split_data(df, 'grouped-half', valid_share=0.25, seed=seed, control=6)
+    parts = [set(part.index) for part in sides(splits)]
+    assert all(not a & b for a, b in itertools.combinations(parts, 2)) and set().union(*parts) <= set(df.index)
+    assert crossing(splits, 'key') == set() and crossing(splits, 'person') == set()
+    assert len(splits.control) == 6 and min(len(splits.train), len(splits.test)) > 0
+
+
+def test_grouped_split_on_powergrading_across_seeds(shared, loaded):
+    df = with_key(loaded(shared('powergrading')))
+    for seed in range(4):
+        splits = split_data(df, seed=seed, control=60)
+        assert crossing(splits, 'key') == set() and crossing(splits, 'person') == set()
+        assert len(splits.control) == 60 and abs(splits.control.label.mean() - df.label.mean()) <= 1 / 60
+        assert cross_split_duplicates(splits) == dict(text_copies=0.0, person_overlap=0.0)
+
+
+@pytest.mark.parametrize('name', ['semeval2013_sra_2way', 'mohler_asag', 'ncte_uptake'])
+def test_grouped_split_without_persons_keeps_every_row_stratified(name, shared, loaded):
+    df = with_key(loaded(shared(name)))
+    splits = split_data(df, seed=3, control=120)
+    assert sum(map(len, sides(splits))) == len(df) and crossing(splits, 'key') == set()
+    assert abs(len(splits.train) + len(splits.valid) - (len(df) - 120) / 3) <= 2
+    for part in sides(splits): assert abs(part.label.mean() - df.label.mean()) < 0.01
+    assert split_data(df, seed=3).train.index.equals(split_data(df, seed=3).train.index)
+    assert not split_data(df, seed=4).train.index.equals(split_data(df, seed=3).train.index)
+
+
+@pytest.mark.parametrize('name', DATASETS)
+@pytest.mark.parametrize('seed', [0, 7])
+def test_paper_preset_reproduces_the_row_split(name, seed, shared, loaded):
+    df = loaded(shared(name))
+    train, test = train_test_split(df, train_size=1 / 3, stratify=df.label, random_state=seed)
+    train, valid = train_test_split(train, train_size=0.8, stratify=train.label, random_state=seed)
+    splits = split_data(df, 'paper', valid_share=0.2, seed=seed)
+    for new, old in zip(splits, (train, valid, test)): assert new.index.tolist() == old.index.tolist()
+    assert splits.control.empty and list(splits.control.columns) == list(df.columns)
+
+
+@pytest.mark.parametrize('preset', ['paper', 'grouped'])
+def test_control_pool_is_disjoint_stratified_and_exact(preset, shared, loaded):
+    df = with_key(loaded(shared('mohler_asag')))
+    splits = split_data(df, preset, seed=1, control=400)
+    assert len(splits.control) == 400 and not set(splits.control.index) & set().union(*(p.index for p in splits))
+    assert abs(splits.control.label.mean() - df.label.mean()) <= 1 / 400
+    if preset == 'grouped': assert crossing(splits, 'key') == set()
+    assert len(split_data(df, preset, seed=1, control=400).control.index.intersection(splits.control.index)) == 400
+
+
+def test_control_larger_than_the_data_allows():
+    df = random_frame(0)
+    with pytest.raises(DataError, match=r'^control asks for 31 rows but at most 30 of the 60 rows can be held apart'):
+        split_data(df, control=31)
+
+
+def test_cross_split_duplicates_counts_copies_and_persons():
+    train = to_schema(pd.DataFrame(dict(text=['Bill of rights', 'vote'], label=[1, 0], source='human', item='Q1',
+                                        person=['a', 'b'])))
+    test = to_schema(pd.DataFrame(dict(text=['bill of RIGHTS!', 'vote', 'speech', 'press'], label=[1, 0, 1, 1],
+                                       source='human', item=['Q1', 'Q2', 'Q1', 'Q1'], person=['c', 'a', 'b', ''])))
+    assert cross_split_duplicates((train, test)) == dict(text_copies=0.25, person_overlap=0.5)  # Q2 'vote' is no copy
+    shares = cross_split_duplicates(Splits(train.iloc[:1], train.iloc[1:], test))
+    assert shares == dict(text_copies=0.25, person_overlap=0.5)
+    assert np.isnan(cross_split_duplicates((train, test.assign(person='')))['person_overlap'])
+
+
+def test_splits_unpack_as_three_and_keep_control():
+    df = random_frame(1)
+    splits = split_data(df, control=10)
+    train, valid, test = splits  # callers written before the control pool still unpack three parts
+    assert len(Splits(train, valid, test).control) == 0 and len(splits) == 3
+    again = pickle.loads(pickle.dumps(splits))
+    assert again.control.index.equals(splits.control.index) and again.test.index.equals(test.index)
+
+
+def test_person_column(tmp_path):
+    path = tmp_path / 'answers.csv'
+    path.write_text('text,label,student\nyes,1,s1\nno,0,s2\n')
+    message = r"no person column 'who'; the columns are 'text', 'label', 'student'; choose one with --person-col$"
+    with pytest.raises(DataError, match=message):
+        load_responses(path, person_col='who')
+    assert load_responses(path, person_col='student').person.tolist() == ['s1', 's2']
+    assert load_responses(path).person.tolist() == ['', '']  # no `person`/`respondent` column: unknown
+    path.write_text('text,label,respondent\nyes,1,r1\nno,0,\n')
+    assert load_responses(path).person.tolist() == ['r1', '']
