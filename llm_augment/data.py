@@ -20,7 +20,7 @@ __all__ = ['CORE_COLUMNS', 'PROVENANCE_DTYPES', 'PROVENANCE_COLUMNS', 'DEFAULT_P
            'DATASHOP_COLUMNS', 'SPLIT_PRESETS', 'rater_columns', 'to_schema', 'DataError', 'DataWarning', 'shared_data',
            'TaskSpec', 'builtin_tasks', 'load_task', 'read_table', 'load_responses', 'load_datashop',
            'example_data_path', 'normalise', 'text_keys', 'row_persons', 'split_groups', 'Splits', 'split_data',
-           'cross_split_duplicates', 'rater_agreement', 'check_data']
+           'cross_split_duplicates', 'task_for_item', 'task_specs', 'task_for_row', 'rater_agreement', 'check_data']
 
 # %% ../nbs/00_data.ipynb #626c7b86
 CORE_COLUMNS = ['text', 'label', 'source', 'item']
@@ -450,6 +450,48 @@ def cross_split_duplicates(splits:Splits|tuple # a `Splits` (train + valid again
     person, known = row_persons(test), set(row_persons(train)) - {''}
     return dict(text_copies=float(text_keys(test).isin(set(text_keys(train))).mean()),
                 person_overlap=float(person.isin(known).mean()) if (person != '').any() else float('nan'))
+
+# %% ../nbs/00_data.ipynb #bedb1e7a
+def _item_criteria(reference:str) -> dict:
+    ref = f' (reference answer: {reference})' if reference else ''
+    return {1: f'The response answers the question correctly{ref}.',
+            0: f'The response is wrong, incomplete or off-topic, or does not answer the question{ref}.'}
+
+def task_for_item(train:pd.DataFrame, # human TRAINING rows: `text`, `label`, `item`, optional `question`, `reference_answer`
+                  item, # the item id
+                  n_examples:int=3, # coded examples kept per label
+                  seed:int=0, # draws the examples
+                 ) -> TaskSpec:
+    "A task spec for one item of a dataset, with coded examples drawn from its training rows."
+    rows = train[train['item'].astype(str) == str(item)]
+    if rows.empty: raise DataError(f"item {item!r} has no training rows; items there are {sorted(train['item'].astype(str).unique())[:10]}")
+    first = rows.iloc[0]
+    examples = {int(l): g['text'].sample(min(n_examples, len(g)), random_state=seed).tolist() for l, g in rows.groupby('label')}
+    return TaskSpec(name=str(item), scenario='Learners write a short free-text answer to the question below.',
+                    question=str(first.get('question', '') or item), examples=examples,
+                    labels=_item_criteria(str(first.get('reference_answer', '') or '')))
+
+
+# %% ../nbs/00_data.ipynb #80ef57e6
+def task_specs(task:str|Path|TaskSpec|dict='cultural_competence', # a built-in name, YAML path, TaskSpec, or {item: TaskSpec}
+               train:pd.DataFrame|None=None, # human training rows: with `per_item`, each item's spec is built from them
+               per_item:bool=False, # one spec per item of `train` (the data has an item column)
+               seed:int=0, # draws the coded examples of per-item specs
+              ) -> dict:
+    "`{item: TaskSpec}`: one spec per training item, or the single spec `task` under item ''."
+    if isinstance(task, dict): return {str(k): v for k, v in task.items()}
+    if not per_item: return {'': load_task(task)}
+    if train is None or (train['item'] == '').all(): raise DataError("per-item task specs need training rows with an item column; set item_col")
+    return {i: task_for_item(train, i, seed=seed) for i in sorted(train['item'].astype(str).unique())}
+
+def task_for_row(tasks:dict, # from `task_specs`
+                 item, # the row's item
+                ) -> TaskSpec:
+    "The task spec that applies to a row of `item`."
+    if set(tasks) == {''}: return tasks['']
+    if str(item) not in tasks: raise DataError(f"no task spec for item {item!r}: build the specs from training rows that cover it")
+    return tasks[str(item)]
+
 
 # %% ../nbs/00_data.ipynb #b0baa758
 def rater_agreement(df:pd.DataFrame # rows with rater columns (rater1, rater2, ...)

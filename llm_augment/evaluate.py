@@ -203,13 +203,18 @@ def resampled_metric(weights, # (n_boot, n) multiplicities
 def gain_draws(weights, # (n_boot, n) multiplicities, shared by every model
                y_true, # human labels, 0 or 1
                arm_probs:dict, # arm name -> the augmented model's P(label=1)
-               prob_base, # the human-only baseline's P(label=1) on the same rows
+               prob_base, # the human-only baseline's P(label=1), or arm name -> each arm's own baseline
                metric='auc', # one of `METRICS`
                threshold=0.5, # predict 1 when y_prob >= threshold
               ) -> np.ndarray:
-    "Each arm's gain over the baseline on each resample: an (n_boot, n_arms) matrix, NaN for one-class resamples."
-    base = resampled_metric(weights, y_true, prob_base, metric, threshold)
-    return np.stack([resampled_metric(weights, y_true, p, metric, threshold) - base for p in arm_probs.values()], 1)
+    "Each arm's gain over its baseline on each resample: an (n_boot, n_arms) matrix, NaN for one-class resamples."
+    bases = prob_base if isinstance(prob_base, dict) else dict.fromkeys(arm_probs, prob_base)
+    scored = {} # a baseline shared by several arms is scored once
+    def base(arm):
+        key = id(bases[arm])
+        if key not in scored: scored[key] = resampled_metric(weights, y_true, bases[arm], metric, threshold)
+        return scored[key]
+    return np.stack([resampled_metric(weights, y_true, p, metric, threshold) - base(a) for a, p in arm_probs.items()], 1)
 
 def percentile_bounds(draws, # (n_draws, n_arms) bootstrap draws
                       level=0.95, # coverage of the interval
@@ -272,7 +277,7 @@ def holm(p, # p-values, one per arm
 class SeedRun(NamedTuple):
     "One training seed's test labels, the baseline's probabilities and every augmented arm's probabilities."
     y_true: np.ndarray # human labels of this seed's test rows, 0 or 1
-    prob_base: np.ndarray # the human-only baseline's P(label=1) on those rows
+    prob_base: np.ndarray|dict # the human-only baseline's P(label=1) on those rows, or arm -> that arm's own baseline
     arm_probs: dict # arm name -> the augmented model's P(label=1) on the same rows (augmented arms only)
 
 def check_runs(runs, # `SeedRun`s or dicts with their fields, one per training seed
@@ -286,7 +291,12 @@ def check_runs(runs, # `SeedRun`s or dicts with their fields, one per training s
         if set(run.arm_probs) != set(arms):
             raise DataError(f"run {i} has arms {sorted(run.arm_probs)} but run 0 has {sorted(arms)}: "
                             "score every arm at every seed")
-    return [SeedRun(*check_scores(r.y_true, r.prob_base), {a: check_scores(r.y_true, r.arm_probs[a])[1] for a in arms})
+    def clean(run, probs): return check_scores(run.y_true, probs)[1]
+    def bases(run):
+        if not isinstance(run.prob_base, dict): return clean(run, run.prob_base)
+        if set(run.prob_base) != set(arms): raise DataError(f"prob_base has arms {sorted(run.prob_base)}, arm_probs {sorted(arms)}: give each arm its baseline")
+        return {a: clean(run, run.prob_base[a]) for a in arms}
+    return [SeedRun(check_scores(r.y_true, r.arm_probs[arms[0]])[0], bases(r), {a: clean(r, r.arm_probs[a]) for a in arms})
             for r in runs]
 
 # %% ../nbs/01_evaluate.ipynb #f53866bd

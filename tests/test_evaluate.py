@@ -293,3 +293,14 @@ def test_holm_and_simultaneous_level():
 def test_gain_errors_name_the_fix(mohler_pair, call, message):
     with pytest.raises(DataError) as raised: call(*mohler_pair)
     assert message in str(raised.value)
+
+
+def test_each_arm_is_paired_with_its_own_baseline():
+    from llm_augment.evaluate import SeedRun, paired_gain, paired_gains
+    rng = np.random.default_rng(0); y = rng.integers(0, 2, 300)
+    good, noise, mid = y*0.6 + rng.random(300)*0.4, rng.random(300), y*0.3 + rng.random(300)*0.7
+    table = paired_gains([SeedRun(y, {'a': noise, 'b': mid}, {'a': good, 'b': good})], n_boot=300).set_index('arm')
+    for arm, base in (('a', noise), ('b', mid)):
+        alone = paired_gain(y, good, base, n_boot=300)
+        assert abs(table.loc[arm, 'gain'] - alone.gain) < 1e-12 and abs(table.loc[arm, 'lo'] - alone.lo) < 1e-12
+    assert table.loc['a', 'gain'] > table.loc['b', 'gain'] > 0
