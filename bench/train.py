@@ -10,7 +10,8 @@ selection on validation AUC for both sides. What differs is the loop itself:
 
 - paper: every batch padded to 128 tokens, random batches from a DataLoader, torch's default AdamW,
   evaluation in batches of 16 padded to 128 (as the published code does);
-- ours:  `train_classifier` (token ids cached, length-bucketed batches with dynamic padding, fused AdamW)
+- ours:  `train_classifier` (token ids cached, length-bucketed batches that change every epoch and hold the
+         training set's label shares, dynamic padding, fused AdamW)
   and `Classifier.predict_proba` (length-sorted batches of 64).
 
 Each run is a fresh subprocess, so its peak RSS (ru_maxrss) is its own. Training examples/s counts only

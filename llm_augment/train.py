@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util, json, math, os, random, time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 import numpy as np, pandas as pd, torch
 from fastcore.basics import patch
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -21,9 +22,9 @@ from .evaluate import score
 from .mix import largest_draw, mix
 
 # %% auto #0
-__all__ = ['CONFIG_FILE', 'FIT_KEYS', 'default_encoder', 'pick_device', 'load_encoder', 'seed_everything', 'length_batches',
-           'pad_batch', 'Classifier', 'check_rows', 'fine_tune', 'train_classifier', 'train_incremental',
-           'TfidfBaseline', 'tfidf_baseline']
+__all__ = ['CONFIG_FILE', 'FIT_KEYS', 'default_encoder', 'pick_device', 'load_encoder', 'seed_everything', 'spread_labels',
+           'length_batches', 'pad_batch', 'Classifier', 'check_rows', 'BestEpoch', 'fine_tune', 'train_classifier',
+           'train_incremental', 'TfidfBaseline', 'tfidf_baseline']
 
 # %% ../nbs/06_train.ipynb #6e0a8f0e
 def default_encoder() -> str:
@@ -76,20 +77,35 @@ def seed_everything(seed:int, # seeds python, numpy and torch
     return torch.get_num_threads()
 
 # %% ../nbs/06_train.ipynb #9ca1317e
+def spread_labels(order:np.ndarray, # row indices in batch order
+                  labels:np.ndarray, # each row's label
+                  rng:np.random.Generator, # places each label's first row
+                 ) -> np.ndarray:
+    "`order` with each label's rows spread evenly through it, in their order within the label."
+    position = np.empty(len(labels))
+    for label in np.unique(labels):
+        rows = order[labels[order] == label]
+        position[rows] = (np.arange(len(rows)) + rng.uniform()) / len(rows)
+    return order[np.argsort(position[order], kind='stable')]
+
 def length_batches(lengths:np.ndarray, # token count of each row
                    batch_size:int, # rows per batch
                    seed=0, # int or tuple of ints (e.g. (seed, stage, epoch)) for the shuffles
                    bucketed:bool=True, # group rows of similar length; False = plain random batches
-                   bucket_batches:int=50, # a bucket holds this many batches
+                   bucket_batches:int=2, # rows are shuffled within buckets of this many batches of neighbouring length
+                   labels:np.ndarray|None=None, # each row's label: every batch then holds about the labels' shares
                   ) -> list[np.ndarray]:
-    "Row indices cut into batches, rows of similar length together when `bucketed`, in a seeded order."
+    "Row indices cut into batches of similar length when `bucketed` (label-balanced given `labels`), in a seeded order."
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(lengths))
     if bucketed:
-        buckets = np.array_split(order, max(1, math.ceil(len(order) / (batch_size * bucket_batches))))
-        order = np.concatenate([b[np.argsort(lengths[b], kind='stable')] for b in buckets])
+        order = order[np.argsort(np.asarray(lengths)[order], kind='stable')]  # by length, ties in random order
+        edges = np.arange(batch_size * rng.integers(1, bucket_batches + 1), len(order), batch_size * bucket_batches)
+        order = np.concatenate([rng.permutation(bucket) for bucket in np.split(order, edges)])
+    if labels is not None: order = spread_labels(order, np.asarray(labels), rng)
     batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     return [batches[i] for i in rng.permutation(len(batches))]
+
 
 # %% ../nbs/06_train.ipynb #f2600a32
 def pad_batch(ids:list[list[int]], # token ids of each row
@@ -180,6 +196,13 @@ def _epoch(clf:Classifier, ids:list, labels:torch.Tensor, batches:list, opt, sch
         bar.update(); bar.set_postfix(loss=f'{np.mean(losses[-10:]):.3f}', refresh=False)
     return float(np.mean(losses))
 
+# %% ../nbs/06_train.ipynb #b3e5e1a0best
+class BestEpoch(NamedTuple):
+    "The epoch with the best validation AUC so far, and a copy of its weights."
+    valid_auc:float
+    epoch:int
+    weights:dict
+
 # %% ../nbs/06_train.ipynb #f819051d
 def fine_tune(clf:Classifier, # the classifier to train further
               train:pd.DataFrame, # training rows (text, label)
@@ -202,17 +225,23 @@ def fine_tune(clf:Classifier, # the classifier to train further
     n_steps = epochs * math.ceil(n_batches / grad_accum)
     opt = torch.optim.AdamW(clf.model.parameters(), lr=learning_rate, fused=clf.device.type in ('cpu', 'cuda'))
     schedule = get_linear_schedule_with_warmup(opt, round(warmup_share * n_steps), n_steps)
-    best, log, bar = (-1.0, 0, None), [], tqdm(total=epochs * n_batches, disable=not progress, desc=f'train {len(ids)} rows')
+    best, log = BestEpoch(-1.0, 0, {}), []
+    bar = tqdm(total=epochs * n_batches, disable=not progress, desc=f'train {len(ids)} rows')
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
-        loss = _epoch(clf, ids, labels, length_batches(lengths, batch_size, (seed, stage, epoch), bucketed), opt, schedule, grad_accum, bar)
-        seconds, valid_auc = time.perf_counter() - start, roc_auc_score(valid['label'], clf.predict_proba(valid['text']))
-        log.append(dict(stage=stage, epoch=epoch, n_train=len(ids), train_loss=loss, valid_auc=valid_auc, train_seconds=seconds))
+        batches = length_batches(lengths, batch_size, (seed, stage, epoch), bucketed, labels=labels.numpy())
+        loss = _epoch(clf, ids, labels, batches, opt, schedule, grad_accum, bar)
+        seconds = time.perf_counter() - start
+        valid_auc = roc_auc_score(valid['label'], clf.predict_proba(valid['text']))
+        log.append(dict(stage=stage, epoch=epoch, n_train=len(ids), train_loss=loss, valid_auc=valid_auc,
+                        train_seconds=seconds))
         bar.set_postfix(loss=f'{loss:.3f}', valid_auc=f'{valid_auc:.3f}')
-        if valid_auc > best[0]: best = (valid_auc, epoch, {k: v.detach().clone() for k, v in clf.model.state_dict().items()})
-        elif epoch - best[1] >= patience: break
-    bar.close(); clf.model.load_state_dict(best[2])
-    clf.history = pd.concat([clf.history, pd.DataFrame(log).assign(best=lambda d: d.epoch == best[1])], ignore_index=True)
+        if valid_auc > best.valid_auc:
+            best = BestEpoch(valid_auc, epoch, {k: v.detach().clone() for k, v in clf.model.state_dict().items()})
+        elif epoch - best.epoch >= patience: break
+    bar.close(); clf.model.load_state_dict(best.weights)
+    log = pd.DataFrame(log).assign(best=lambda d: d.epoch == best.epoch)
+    clf.history = pd.concat([clf.history, log], ignore_index=True)
     return clf
 
 # %% ../nbs/06_train.ipynb #442296eb

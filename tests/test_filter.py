@@ -52,12 +52,35 @@ def test_votes_majority_and_missing_never_zero():
                'blah', 'blah', 'blah',                           # row 2: nothing readable -> missing, NaN score
                '{"Score": 7}', '{"Score": 0}', '{"Score": 0}']   # row 3: 7 is not a label -> 0
     llm = ScriptedJudge(answers)
-    out = judge(rows([1, 1, 0, 0]), task, llm, votes=3, temperature=0.8, progress=False)
+    out = judge(rows([1, 1, 0, 0]), task, llm, votes=3, vote_temperature=0.8, progress=False)
     assert [r['sample'] for r in llm.requests[:3]] == [0, 1, 2] and llm.requests[0]['temperature'] == 0.8
     assert out.judge_label.tolist()[0] == 1 and out.judge_label.isna().tolist() == [False, True, True, False]
     assert out.judge_label.tolist()[3] == 0
-    assert math.isnan(out.judge_score[2]) and out.judge_score[1] == 0.5
     assert out.judge_votes.tolist() == ['1,1,NA', '0,1,NA', 'NA,NA,NA', 'NA,0,0']
+    # judge_score: the share of a row's votes that back its label (unreadable votes back nothing); NaN without a label
+    assert out.judge_score[0] == pytest.approx(2 / 3) and out.judge_score[3] == pytest.approx(2 / 3)
+    assert math.isnan(out.judge_score[1]) and math.isnan(out.judge_score[2])
+
+def test_votes_sample_and_a_lone_judgement_is_greedy():
+    task = load_task('cultural_competence')
+    llm = ScriptedJudge(['{"Score": 1}', '{"Score": 0}', '{"Score": 1}', '{"Score": 0}', '{"Score": 0}', '{"Score": 1}'])
+    out = judge(rows([1, 0]), task, llm, votes=3, progress=False)
+    first_row = llm.requests[:3]
+    assert [(r['sample'], r['temperature']) for r in first_row] == [(0, 0.7), (1, 0.7), (2, 0.7)]
+    assert all(r['messages'] == first_row[0]['messages'] and r['seed'] == 0 for r in first_row)  # only the sample differs
+    assert out.judge_label.tolist() == [1, 0] and out.judge_votes.tolist() == ['1,0,1', '0,0,1']
+    lone = ScriptedJudge(['{"Score": 1}'])
+    judge(rows([1]), task, lone, progress=False)
+    assert [(r['sample'], r['temperature']) for r in lone.requests] == [(0, 0.0)]
+
+def test_votes_at_temperature_zero_are_refused():
+    task = load_task('cultural_competence')
+    llm = ScriptedJudge(['{"Score": 1}'] * 3)
+    with pytest.raises(DataError, match=r'votes=3 at vote_temperature=0.0 would repeat one greedy answer; pass vote_temperature > 0'):
+        judge(rows([1]), task, llm, votes=3, vote_temperature=0.0, progress=False)
+    with pytest.raises(DataError, match='votes=0; pass votes=1 or more'):
+        judge(rows([1]), task, llm, votes=0, progress=False)
+    assert llm.requests == []                                   # refused before any request is sent
 
 def test_judge_asks_for_a_json_verdict_only_when_the_prompt_wants_json():
     from dataclasses import replace

@@ -85,6 +85,72 @@ def test_bucketed_batches_cover_every_row_once():
     assert spread(length_batches(lengths, 16)) < spread(length_batches(lengths, 16, bucketed=False)) / 3
 
 
+# --- batches that change between epochs: data where length tracks the label (correct answers are longer) ---
+def length_tracks_label(n=320, seed=0):
+    "Labels and token lengths where label-1 rows run 12-39 tokens and label-0 rows 4-23: correlation about 0.65."
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    return np.where(labels == 1, rng.integers(12, 40, n), rng.integers(4, 24, n)), labels
+
+def batch_mates(batches, n):
+    "An n x n matrix: True where two rows share a batch."
+    together = np.zeros((n, n), bool)
+    for b in batches: together[np.ix_(b, b)] = True
+    np.fill_diagonal(together, False)
+    return together
+
+def padded_per_batch(batches, lengths): return np.mean([len(b) * lengths[b].max() for b in batches])
+
+def test_every_row_once_per_epoch():
+    lengths, labels = length_tracks_label(205)
+    for epoch in range(1, 5):
+        for kwargs in (dict(), dict(labels=labels), dict(bucket_batches=1), dict(bucketed=False, labels=labels)):
+            batches = length_batches(lengths, 16, (0, 0, epoch), **kwargs)
+            assert sorted(np.concatenate(batches).tolist()) == list(range(205)), kwargs
+            assert len(batches) == 13 and all(len(b) <= 16 for b in batches)   # ceil(205 / 16): the schedule counts on it
+
+def test_same_seed_same_batches_other_epoch_other_batches():
+    lengths, labels = length_tracks_label()
+    batches = lambda epoch: [b.tolist() for b in length_batches(lengths, 16, (3, 0, epoch), labels=labels)]
+    assert batches(1) == batches(1)
+    mates = [batch_mates(length_batches(lengths, 16, (3, 0, epoch), labels=labels), len(lengths)) for epoch in (1, 2)]
+    assert (mates[0] & mates[1]).sum() / mates[0].sum() < 0.4   # most batch-mates are new the next epoch
+    assert not {frozenset(b) for b in batches(1)} & {frozenset(b) for b in batches(2)}
+
+def test_batches_change_more_than_sorted_ones():
+    # sorted batches (one bucket per batch) keep ~65% of batch-mates from one epoch to the next; buckets shuffle them
+    lengths, _ = length_tracks_label()
+    def met_again(**kwargs):
+        first, second = (batch_mates(length_batches(lengths, 16, (0, 0, e), **kwargs), len(lengths)) for e in (1, 2))
+        return (first & second).sum() / first.sum()
+    assert met_again(bucket_batches=1) > 0.5
+    assert met_again() < met_again(bucket_batches=1) - 0.2
+
+def test_batches_are_not_label_sorted_when_length_tracks_label():
+    lengths, labels = length_tracks_label()
+    share = lambda batches: np.array([labels[b].mean() for b in batches])
+    by_length = share(length_batches(lengths, 16, (0, 0, 1)))
+    spread = share(length_batches(lengths, 16, (0, 0, 1), labels=labels))
+    assert (by_length <= 0.1).sum() >= 3 and (by_length >= 0.9).sum() >= 3   # the data does sort labels by length
+    assert np.abs(spread - labels.mean()).max() <= 2 / 16                      # every batch holds both labels' shares
+
+def test_padding_stays_near_sorted_batches():
+    lengths, labels = length_tracks_label()
+    sorted_batches = padded_per_batch(length_batches(lengths, 16, bucket_batches=1), lengths)
+    random_batches = padded_per_batch(length_batches(lengths, 16, bucketed=False), lengths)
+    for epoch in range(1, 4):
+        ours = padded_per_batch(length_batches(lengths, 16, (0, 0, epoch), labels=labels), lengths)
+        assert ours < 1.5 * sorted_batches and ours < 0.8 * random_batches
+
+def test_padding_on_real_answers(splits, trained):
+    # Powergrading Q3: length barely tracks the label, so spreading labels costs little padding
+    lengths = np.array([len(i) for i in trained.encode(splits.train.text)])
+    labels = splits.train.label.to_numpy()
+    sorted_batches = padded_per_batch(length_batches(lengths, 16, bucket_batches=1), lengths)
+    ours = np.mean([padded_per_batch(length_batches(lengths, 16, (0, 0, e), labels=labels), lengths) for e in (1, 2, 3)])
+    assert ours < 1.25 * sorted_batches
+
+
 def test_one_label_training_set_is_refused(splits):
     with pytest.raises(DataError, match=r'train has only label \[1\]'):
         train_classifier(splits.train[splits.train.label == 1], splits.valid, **TINY)
