@@ -2,8 +2,9 @@
 import pandas as pd
 import pytest
 from llm_augment.data import load_task, load_responses, shared_data, split_data, DataError
-from llm_augment.generate import (parse_responses, complete_lines, dedupe, leakage_guard, similarity_to_test, variety,
-                                  generate, task_for_item, tasks_for_items, plan_requests, as_tasks)
+from llm_augment.generate import (parse_responses, complete_lines, answer_lines, line_problem, clean_line, dedupe,
+                                  dedupe_reasons, leakage_guard, leakage_reasons, similarity_to_test, meaning_similarity,
+                                  variety, generate, task_for_item, tasks_for_items, plan_requests, as_tasks, DROP_REASONS)
 from llm_augment.llm import LLM, Completion
 
 
@@ -40,12 +41,28 @@ def test_whitespace_empty_lines_and_length_bounds():
 def test_decimal_numbers_are_not_numbering():
     assert parse_responses('1.5 volts because the terminals are connected') == ['1.5 volts because the terminals are connected']
 
-def test_truncated_completion_drops_its_cut_off_line():
+def test_truncated_completion_gives_no_rows():
     cut = Completion(text='Tell me about Mexico.\nWhat do you miss ab', finish_reason='length')
-    assert parse_responses(complete_lines(cut)) == ['Tell me about Mexico.']
-    assert complete_lines(Completion(text='one cut line', finish_reason='length')) == ''
+    assert parse_responses(complete_lines(cut)) == []
+    assert [why for _, why in answer_lines(cut)] == ['cut_off', 'cut_off']
     assert complete_lines(Completion(text='a\nb', finish_reason='stop')) == 'a\nb'
     assert complete_lines(Completion(text=None, error='boom')) == ''
+
+
+COMMENTARY = ['This response is a mix of formal and informal language, which is a characteristic of some tutors.',
+              'The third response uses humour to put Marcelo at ease.', 'In this response the tutor acknowledges his culture.',
+              "The tutor's response is warm and curious.", 'Label 0: I do not know.', 'Rating: 1',
+              'The answer meets the criterion because it names the rights.', 'Both answers are correct.']
+
+def test_meta_talk_is_not_a_response():
+    assert [line_problem(l) for l in COMMENTARY] == ['meta_talk'] * len(COMMENTARY)
+    assert parse_responses('\n'.join(COMMENTARY)) == []
+
+@pytest.mark.parametrize('name', ['powergrading', 'semeval2013_sra_2way', 'mohler_asag', 'ncte_uptake'])
+def test_meta_talk_filter_keeps_real_human_responses(name):
+    try: df = load_responses(shared_data(name))
+    except FileNotFoundError as e: pytest.skip(str(e))
+    assert (df.text.map(clean_line).map(line_problem) != 'meta_talk').mean() >= 0.99
 
 
 # --- dedupe and leakage on real data ---
@@ -66,6 +83,24 @@ def test_dedupe_within_pool_and_against_human_train(power):
                       synthetic(['It declared independence.'], temperature=1.0)])
     kept = dedupe(rows, train)
     assert kept.text.tolist() == ['It declared independence.', 'It declared independence.']  # one per temperature pool
+
+def test_text_written_for_both_labels_loses_every_copy():
+    rows = pd.concat([synthetic(['Tell me about Mexico.', 'What do you miss?'], label=1),
+                      synthetic(['tell me about MEXICO', 'What games do you play?'], label=0, temperature=1.0),
+                      synthetic(['Tell me about Mexico.'], item='Q4', label=1)])
+    assert dedupe_reasons(rows).tolist() == ['conflicting_label', '', 'conflicting_label', '', '']
+    assert dedupe(rows).text.tolist() == ['What do you miss?', 'What games do you play?', 'Tell me about Mexico.']
+
+def test_paraphrase_of_protected_text_is_caught_by_meaning():
+    protected = pd.DataFrame(dict(text=['washington d.c. is the capital', 'They are initialized with a constructor.']))
+    rows = synthetic(['The capital is Washington DC', 'A constructor initializes them.', 'I would ask about his favourite food.'])
+    assert leakage_reasons(rows, protected).tolist() == ['leaked_ngram', 'leaked_meaning', '']
+    assert leakage_reasons(rows, protected, meaning_threshold=None).tolist() == ['leaked_ngram', '', '']
+    kept = leakage_guard(rows, [None, protected])
+    assert kept.text.tolist() == ['I would ask about his favourite food.']
+    assert (kept.attrs['leaked'], kept.attrs['leaked_ngram'], kept.attrs['leaked_meaning']) == (2, 1, 1)
+    assert meaning_similarity(['A constructor initializes them.'], protected.text)[0] >= 0.85 > similarity_to_test(
+        ['A constructor initializes them.'], protected.text)[0]
 
 def test_leakage_guard_catches_planted_near_copy(power):
     _, test = power
@@ -95,22 +130,48 @@ class CannedLLM:
         self.calls += len(requests)
         return [self.completion] * len(requests)
 
-def test_funnel_counts_each_stage():
-    llm = CannedLLM(Completion(text='Sure! Here are 3 responses:\n1. What do you miss?\n2. What do you miss?\n3. Tell me about your fam',
-                               finish_reason='length'))
+def funnel_adds_up(f):
+    for before, stage in [('returned', 'parsed'), ('parsed', 'after_dedupe'), ('after_dedupe', 'after_leakage')]:
+        assert (f[before] == f[list(DROP_REASONS[stage])].sum(axis=1) + f[stage]).all(), stage
+
+def test_funnel_counts_each_drop_reason():
+    llm = CannedLLM(Completion(text='Sure! Here are 4 responses:\n1. What do you miss?\n2. What do you miss?\n'
+                                    '3. This response shows empathy.\n4. Tell me about your family traditions!',
+                               finish_reason='stop'))
     task = load_task('cultural_competence')
-    run = generate(task, llm, calls_per_label=2, responses_per_call=3, temperatures=(0.3, 1.0), progress=False,
+    run = generate(task, llm, calls_per_label=2, responses_per_call=4, labels=[1], temperatures=(0.3, 1.0), progress=False,
                    human_test=pd.DataFrame(dict(text=['Tell me about your family traditions.'])))
     f = run.funnel.set_index(['label', 'temperature'])
-    assert llm.calls == 8 and len(f) == 4
-    assert (f.requested == 6).all() and (f.returned == 8).all()          # 4 non-empty lines per call
-    assert (f.parsed == 4).all()                                        # preamble and cut-off line dropped: 2 per call
-    # one text per (item, temperature) pool: the first label that produced it keeps it
-    assert f.after_dedupe.tolist() == [1, 1, 0, 0] and f.after_leakage.tolist() == [1, 1, 0, 0]
-    guarded = generate(task, llm, calls_per_label=1, responses_per_call=3, progress=False,
-                       human_test=pd.DataFrame(dict(text=['what do you miss'])))
-    assert guarded.funnel.after_leakage.sum() == 0 and len(guarded.rows) == 0
-    assert set(run.rows.finish_reason) == {'length'} and set(run.rows.backend) == {'canned'}
+    assert llm.calls == 4 and len(f) == 2 and (f.requested == 8).all() and (f.returned == 10).all()
+    assert (f.not_response == 2).all() and (f.meta_talk == 2).all() and (f.parsed == 6).all()
+    assert (f.duplicate == 4).all() and (f.after_dedupe == 2).all()        # each text once per temperature
+    assert (f.leaked_ngram == 1).all() and (f.leaked_meaning == 0).all() and (f.after_leakage == 1).all()
+    assert run.rows.text.tolist() == ['What do you miss?'] * 2
+    funnel_adds_up(run.funnel)
+
+def test_conflicting_and_cut_off_rows_never_reach_the_pool():
+    both = generate(load_task('cultural_competence'), CannedLLM(Completion(text='1. What do you miss?', finish_reason='stop')),
+                    calls_per_label=1, responses_per_call=1, progress=False)
+    assert len(both.rows) == 0 and both.funnel.conflicting_label.tolist() == [1, 1]
+    cut = generate(load_task('cultural_competence'), CannedLLM(Completion(text='1. What do you miss?\n2. Tell me ab',
+                   finish_reason='length')), calls_per_label=1, responses_per_call=2, labels=[1], progress=False)
+    assert len(cut.rows) == 0 and cut.funnel.cut_off.tolist() == [2] and cut.funnel.parsed.tolist() == [0]
+    funnel_adds_up(both.funnel); funnel_adds_up(cut.funnel)
+
+def test_validation_and_test_are_both_protected(power):
+    train, _ = power
+    valid, test = train.iloc[:50], train.iloc[50:]                       # any two frames stand for the splits
+    from_valid, from_test = valid.text.iloc[0], test.text.iloc[0]
+    llm = CannedLLM(Completion(text=f'1. {from_valid}\n2. {from_test}\n3. Something else entirely about bananas', finish_reason='stop'))
+    run = generate(load_task('cultural_competence'), llm, calls_per_label=1, responses_per_call=3, labels=[1],
+                   protected=[valid, test], progress=False)
+    assert run.rows.text.tolist() == ['Something else entirely about bananas']
+    assert run.funnel.leaked_ngram.tolist() == [2]
+    old_name = generate(load_task('cultural_competence'), llm, calls_per_label=1, responses_per_call=3, labels=[1],
+                        protected=valid, human_test=test, progress=False)
+    pd.testing.assert_frame_equal(old_name.rows, run.rows)
+    with pytest.raises(DataError, match="protected frame 0 has no 'text' column"):
+        generate(load_task('cultural_competence'), llm, calls_per_label=1, labels=[1], protected=[valid[['label']]], progress=False)
 
 def test_grown_run_keeps_earlier_prompts():
     tasks = as_tasks(load_task('cultural_competence'))
@@ -124,7 +185,7 @@ def local_run(tmp_path_factory, power):
     train, test = power
     llm = LLM(backend='local', cache_dir=tmp_path_factory.mktemp('llm_cache'))
     tasks = tasks_for_items(train, ['Q3'])
-    args = dict(calls_per_label=2, responses_per_call=3, temperatures=(0.7,), seed=0, human_train=train, human_test=test, progress=False)
+    args = dict(calls_per_label=2, responses_per_call=3, temperatures=(0.7,), seed=0, human_train=train, protected=[test], progress=False)
     return llm, tasks, args, generate(tasks, llm, **args)
 
 def test_local_generation_makes_schema_rows_for_both_labels(local_run):
@@ -135,7 +196,8 @@ def test_local_generation_makes_schema_rows_for_both_labels(local_run):
     assert set(rows.source) <= {'synthetic'} and set(rows.item) <= {'Q3'}
     assert {'backend', 'model', 'temperature', 'prompt_version', 'call_index', 'line_index', 'finish_reason'} <= set(rows.columns)
     assert set(rows.backend) <= {'local'} and set(rows.prompt_version) <= {tasks['Q3'].prompt_version}
-    assert run.funnel.after_leakage.sum() == len(rows)
+    assert run.funnel.after_leakage.sum() == len(rows) and 'length' not in set(rows.finish_reason)
+    funnel_adds_up(run.funnel)
 
 def test_identical_run_is_free_and_grown_run_pays_only_new_calls(local_run):
     llm, tasks, args, run = local_run
