@@ -12,11 +12,11 @@ import pandas as pd
 from .data import DataError, check_data
 
 # %% auto #0
-__all__ = ['Command', 'COMMANDS', 'GROUPS', 'LIST_FIELDS', 'GENERATE_FIELDS', 'JUDGE_FIELDS', 'TRAIN_FIELDS_CLI', 'DOCTOR_PARTS',
-           'CRASH_HINTS', 'DEMO_SWEEP', 'subcommand', 'data_check_arguments', 'data_check', 'config_arguments',
-           'config_from_args', 'run', 'write_rows', 'read_rows', 'generate_arguments', 'generate_command',
-           'filter_arguments', 'filter_command', 'train_arguments', 'train_command', 'predict_arguments',
-           'predict_command', 'sweep_arguments', 'sweep', 'report_arguments', 'report', 'check_llama', 'check_encoder',
+__all__ = ['Command', 'COMMANDS', 'GROUPS', 'GAIN_COLUMNS', 'DOCTOR_PARTS', 'CRASH_HINTS', 'DEMO_SWEEP', 'subcommand',
+           'data_check_arguments', 'data_check', 'config_arguments', 'config_from_args', 'run', 'write_rows',
+           'read_rows', 'llm_setup', 'finish_pool', 'generate_arguments', 'generate_command', 'filter_arguments',
+           'filter_command', 'train_arguments', 'train_command', 'predict_arguments', 'predict_command',
+           'sweep_arguments', 'finish_sweep', 'sweep', 'report_arguments', 'report', 'check_llama', 'check_encoder',
            'check_kernel', 'run_part', 'doctor_arguments', 'doctor', 'demo_arguments', 'demo', 'build_parser', 'main']
 
 # %% ../nbs/09_cli.ipynb #715a31c8
@@ -53,67 +53,60 @@ def data_check(args:argparse.Namespace) -> int:
                      datashop=args.datashop, lesson=args.lesson))
     return 0
 
-# %% ../nbs/09_cli.ipynb #3f97f970
-LIST_FIELDS = ('items', 'temperatures', 'consistency_filter', 'synthetic_share', 'n_synthetic', 'seeds')
-
-def _field_help() -> dict:
-    "Each config field's docments comment."
-    from fastcore.docments import docments
-    from llm_augment.experiment import ExperimentConfig
-    return docments(ExperimentConfig)
-
+# %% ../nbs/09_cli.ipynb #17609d1f
 def _yaml_value(text:str):
     import yaml
     return yaml.safe_load(text)
 
-def config_arguments(fields:list|None=None # config fields to offer as flags (default: all)
+def config_arguments(steps:tuple|None=None # the pipeline steps whose fields become flags (default: all)
                     ):
-    "A function that adds `--config` and the given config fields as flags to a parser."
+    "A function that adds `--config` and the config fields of `steps` as flags to a parser."
     def add(parser:argparse.ArgumentParser):
-        from llm_augment.experiment import CONFIG_FIELDS
-        helps = _field_help()
+        from fastcore.docments import docments
+        from llm_augment.experiment import ExperimentConfig, FIELDS
+        helps = docments(ExperimentConfig)
         parser.add_argument('--config', default=None, help='YAML experiment config read before the flags')
-        for name in fields or CONFIG_FIELDS:
-            parser.add_argument('--' + name.replace('_', '-'), dest=name, type=_yaml_value, default=argparse.SUPPRESS,
-                                nargs='+' if name in LIST_FIELDS else None, help=helps.get(name))
+        for name, f in FIELDS.items():
+            if steps is None or f.metadata['step'] in steps:
+                parser.add_argument('--' + name.replace('_', '-'), dest=name, type=_yaml_value, default=argparse.SUPPRESS,
+                                    nargs='+' if 'list' in str(f.type) else None, help=helps.get(name))
     return add
 
 def config_from_args(args:argparse.Namespace):
-    "The `ExperimentConfig` of `--config` (if given) with the flags on the line applied."
-    from llm_augment.experiment import ExperimentConfig, CONFIG_FIELDS, load_config
-    from dataclasses import replace
+    "The checked `ExperimentConfig` of `--config` (if given) with the flags on the line applied."
+    from dataclasses import asdict
+    from llm_augment.experiment import ExperimentConfig, FIELDS, load_config, config_from_dict
     cfg = load_config(args.config) if args.config else ExperimentConfig()
-    return replace(cfg, **{k: getattr(args, k) for k in CONFIG_FIELDS if hasattr(args, k)})
+    flags = {k: v[0] if isinstance(v, list) and len(v) == 1 else v for k, v in vars(args).items() if k in FIELDS}
+    return config_from_dict({**asdict(cfg), **flags}, 'command line')
 
-# %% ../nbs/09_cli.ipynb #f6af488c
-def _show(table, columns):
+# %% ../nbs/09_cli.ipynb #e98e4738
+GAIN_COLUMNS = ['arm', 'family', 'gain', 'lo_adj', 'hi_adj', 'p_adj', 'noise', 'error']
+
+def _show(table:pd.DataFrame, columns:list):
     print(table[[c for c in columns if c in table]].to_string(index=False, float_format=lambda v: f'{v:.3f}'))
 
-@subcommand('run', 'run one experiment (all arms and seeds of one config) and write results.csv', config_arguments())
+@subcommand('run', 'run one experiment (every arm and seed of one config) and write its tables', config_arguments())
 def run(args:argparse.Namespace) -> int:
-    "Run the experiment the flags describe."
+    "Run the experiment the flags describe and print its paired gains and headline."
     from llm_augment.experiment import run_experiment, save_results
-    from llm_augment.report import versus_baseline, verdict, arm_columns
+    from llm_augment.report import headline
     cfg = config_from_args(args)
-    results = run_experiment(cfg)
-    path = save_results(results, cfg.out_dir)
-    _show(results, arm_columns(results) + ['seed', 'n_human_rows', 'n_synthetic_rows', 'auc', 'auc_lo', 'auc_hi', 'baseline_auc'])
-    print(verdict(versus_baseline(results)))
+    experiment = run_experiment(cfg)
+    path = save_results(experiment, cfg.out_dir)
+    _show(experiment.gains, GAIN_COLUMNS)
+    print(headline(experiment.gains, experiment.results))
     print(f'results: {path}')
-    return 0
+    return 1 if experiment.results.get('error', pd.Series(dtype=str)).notna().any() else 0
 
-# %% ../nbs/09_cli.ipynb #68f0fdea
-GENERATE_FIELDS = ['data_path', 'text_col', 'label_col', 'item_col', 'items', 'task', 'split', 'valid_share', 'backend', 'model',
-                   'base_url', 'api_key_env', 'temperatures', 'calls_per_label', 'responses_per_call', 'generation_seed', 'seeds']
-JUDGE_FIELDS = ['task', 'backend', 'model', 'base_url', 'api_key_env', 'judge_backend', 'judge_model', 'judge_base_url', 'judge_votes']
-
-def write_rows(rows, path) -> Path:
+# %% ../nbs/09_cli.ipynb #92009505
+def write_rows(rows:pd.DataFrame, path) -> Path:
     "Write schema rows to CSV or Parquet by the suffix of `path`."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     rows.to_parquet(path, index=False) if path.suffix == '.parquet' else rows.to_csv(path, index=False)
     return path
 
-def read_rows(path):
+def read_rows(path) -> pd.DataFrame:
     "Schema rows written by `write_rows`: numeric columns as numbers, texts and items exactly as written."
     from llm_augment.data import read_table, to_schema
     path = Path(path)
@@ -123,78 +116,87 @@ def read_rows(path):
     rows['text'], rows['item'] = as_text['text'], as_text.get('item', '')
     return to_schema(rows)
 
-def _usage_line(llm) -> str:
-    u = llm.usage
-    return (f"LLM: {u['requests'] - u['cached']} new requests, {u['cached']} from cache, {u['failed']} failed, "
-            f"{u['prompt_tokens'] + u['completion_tokens']} tokens, ${u['cost_usd']:.4f}")
+# %% ../nbs/09_cli.ipynb #7480ae0a
+def llm_setup(args:argparse.Namespace) -> tuple:
+    "The config, the first seed's split, the LLMs and the task specs a `generate` or `filter` command works with."
+    from llm_augment.experiment import split_for, make_llms, _listify
+    from llm_augment.data import task_specs
+    cfg = config_from_args(args)
+    splits = split_for(cfg, _listify(cfg.seeds)[0])
+    return cfg, splits, make_llms(cfg), task_specs(cfg.task, splits.train, per_item=bool(cfg.item_col))
 
+def finish_pool(rows:pd.DataFrame, out, llm, labels:list, what:str) -> int:
+    "Write `rows` to `out`, print the LLM bill, and exit 1 with one line when calls failed or a label is missing."
+    path = write_rows(rows, out)
+    u = llm.usage
+    print(f"LLM: {u['requests'] - u['cached']} new requests, {u['cached']} from cache, {u['failed']} failed, "
+          f"{u['prompt_tokens'] + u['completion_tokens']} tokens, ${u['cost_usd']:.4f}")
+    print(f'{len(rows)} {what}: {path}')
+    missing = sorted(set(labels) - set(rows['label']))
+    if u['failed'] or missing:
+        why = f"{u['failed']} calls failed ({llm.failures[0]['error'][:80]})" if u['failed'] else f'no row of label {missing}'
+        print(f'llm_augment: {why}; rerun the same command to retry (answers so far are cached)', file=sys.stderr)
+        return 1
+    return 0
+
+# %% ../nbs/09_cli.ipynb #907a162e
 def generate_arguments(parser):
     parser.add_argument('--out', required=True, help='file for the synthetic rows (.csv or .parquet)')
-    config_arguments(GENERATE_FIELDS)(parser)
+    config_arguments(('data', 'generate', 'judge', 'mix', 'evaluate'))(parser)
 
 @subcommand('generate', 'generate labelled synthetic responses and write them with their funnel', generate_arguments)
 def generate_command(args:argparse.Namespace) -> int:
-    "Generate a synthetic pool for the config's task and data."
-    from llm_augment.experiment import split_for, make_llms, synthetic_pool, _listify
-    cfg = config_from_args(args)
-    splits = split_for(cfg, _listify(cfg.seeds)[0])
-    gen_llm, _ = make_llms(cfg)
-    generation, rows = synthetic_pool(cfg, splits, gen_llm, gen_llm)
-    out = write_rows(rows, args.out)
-    generation.funnel.to_csv(out.with_suffix('.funnel.csv'), index=False)
-    print(generation.funnel.to_string(index=False)); print(generation.variety.to_string(index=False))
-    print(_usage_line(gen_llm)); print(f'{len(rows)} synthetic rows: {out}')
-    return 0
+    "Generate the LLM pool a run of these flags would use at its first seed."
+    from llm_augment.experiment import llm_pool, _listify
+    cfg, splits, llms, tasks = llm_setup(args)
+    rows, funnel = llm_pool(cfg, splits, llms, _listify(cfg.seeds)[0])
+    funnel.to_csv(Path(args.out).with_suffix('.funnel.csv'), index=False)
+    print(funnel.to_string(index=False))
+    return finish_pool(rows, args.out, llms[0], sorted(splits.train['label'].unique()), 'synthetic rows')
 
-# %% ../nbs/09_cli.ipynb #56705eae
 def filter_arguments(parser):
     parser.add_argument('synthetic', help='synthetic rows written by `generate`')
     parser.add_argument('--out', required=True, help='file for the kept rows (.csv or .parquet); all judged rows go to <out>.judged.csv')
-    config_arguments(JUDGE_FIELDS)(parser)
+    config_arguments(('data', 'generate', 'judge', 'evaluate'))(parser)
 
 @subcommand('filter', 'judge synthetic rows with an LLM and keep those consistent with their label', filter_arguments)
 def filter_command(args:argparse.Namespace) -> int:
-    "Judge a synthetic file and write the consistent rows."
-    from llm_augment.experiment import make_llms
-    from llm_augment.data import load_task
+    "Judge a synthetic file with each row's task spec and write the consistent rows."
     from llm_augment.filter import judge, consistency_filter, judge_agreement
-    cfg = config_from_args(args)
-    _, judge_llm = make_llms(cfg)
-    judged = judge(read_rows(args.synthetic), load_task(cfg.task), judge_llm, votes=cfg.judge_votes)
+    cfg, splits, llms, tasks = llm_setup(args)
+    judged = judge(read_rows(args.synthetic), tasks, llms[1], votes=cfg.judge_votes)
     kept, report = consistency_filter(judged)
-    out = write_rows(kept, args.out); judged.to_csv(Path(out).with_suffix('.judged.csv'), index=False)
+    judged.to_csv(Path(args.out).with_suffix('.judged.csv'), index=False)
     print(report.to_string(index=False)); print(judge_agreement(judged).to_string(index=False))
-    print(_usage_line(judge_llm)); print(f'{len(kept)} of {len(judged)} rows kept: {out}')
-    return 0
+    return finish_pool(kept, args.out, llms[1], sorted(splits.train['label'].unique()), f'of {len(judged)} rows kept')
 
-# %% ../nbs/09_cli.ipynb #8c2ae745
-TRAIN_FIELDS_CLI = ['data_path', 'text_col', 'label_col', 'item_col', 'items', 'split', 'valid_share', 'n_human', 'n_synthetic',
-                    'synthetic_share', 'total', 'encoder', 'epochs', 'batch_size', 'learning_rate', 'max_length', 'patience', 'seeds', 'n_boot']
-
+# %% ../nbs/09_cli.ipynb #d13b2d9c
 def train_arguments(parser):
     parser.add_argument('--synthetic', default=None, help='synthetic rows to mix in (from `generate` or `filter`); none trains on human rows only')
     parser.add_argument('--model-dir', required=True, help='folder to save the trained model in')
-    config_arguments(TRAIN_FIELDS_CLI)(parser)
+    config_arguments(('data', 'mix', 'train', 'evaluate'))(parser)
 
 @subcommand('train', 'mix human and synthetic rows, fine-tune the encoder, and score it on the human test split', train_arguments)
 def train_command(args:argparse.Namespace) -> int:
-    "Train one classifier and print its test scores."
-    from dataclasses import replace
-    from llm_augment.experiment import split_for, arm_training_set, arms, _listify
+    "Train one classifier (one arm, one seed) and print its test scores."
+    from llm_augment.experiment import split_for, arm_training_set, arms, training_settings, _listify
     from llm_augment.evaluate import score
     from llm_augment.train import train_classifier
-    cfg = config_from_args(args); seed = _listify(cfg.seeds)[0]
-    splits = split_for(cfg, seed)
+    cfg = config_from_args(args)
+    if len(arms(cfg)) > 1 or len(_listify(cfg.seeds)) > 1:
+        raise DataError(f"train trains one model, but the flags give {len(arms(cfg))} arms and seeds {cfg.seeds}: "
+                        "give one value each, or use `llm_augment run` for several")
+    seed, splits = _listify(cfg.seeds)[0], split_for(cfg, _listify(cfg.seeds)[0])
     pool = read_rows(args.synthetic) if args.synthetic else splits.train.iloc[:0]
-    arm = {**arms(cfg)[0], 'temperature': None, 'consistency_filter': False}
-    train = arm_training_set(cfg, arm, splits.train, pool, seed)
-    clf = train_classifier(train, splits.valid, encoder=cfg.encoder or None, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                           learning_rate=cfg.learning_rate, max_length=cfg.max_length, patience=cfg.patience, seed=seed)
+    arm = {**arms(cfg)[0], 'temperature': None, 'consistency_filter': False}  # the file is the pool, as it is
+    train = arm_training_set(cfg, arm, splits, pool, seed)
+    clf = train_classifier(train, splits.valid, seed=seed, **training_settings(cfg))
     clf.save(args.model_dir)
-    print(f"trained on {len(train)} rows ({int((train.source == 'synthetic').sum())} synthetic); model: {args.model_dir}")
+    print(f"trained on {len(train)} rows ({int((train.source != 'human').sum())} synthetic); model: {args.model_dir}")
     print(score(splits.test['label'], clf.predict_proba(splits.test['text'].tolist()), n_boot=cfg.n_boot, seed=seed).to_string(index=False))
     return 0
 
+# %% ../nbs/09_cli.ipynb #8eadbe2d
 def predict_arguments(parser):
     parser.add_argument('model_dir', help='a model saved by `train`')
     parser.add_argument('path', help='CSV, TSV or Parquet file of texts')
@@ -212,7 +214,7 @@ def predict_command(args:argparse.Namespace) -> int:
     print(f'{len(table)} rows scored: {write_rows(table, args.out)}')
     return 0
 
-# %% ../nbs/09_cli.ipynb #1c2d2df0
+# %% ../nbs/09_cli.ipynb #a1640d79
 def sweep_arguments(parser):
     parser.add_argument('grid', help='sweep YAML: name, notebook, base, grid, seeds')
     parser.add_argument('--root', default='runs', help='parent folder of sweep folders (default: runs)')
@@ -220,25 +222,27 @@ def sweep_arguments(parser):
     parser.add_argument('--workers', type=int, default=1, help='parallel cells (local process pool, or Ray CPUs)')
     parser.add_argument('--address', default=None, help='Ray cluster address (default: RAY_ADDRESS, or a local Ray)')
 
-def _finish_sweep(sweep, status) -> int:
-    from llm_augment.report import write_report, versus_baseline, verdict
+def finish_sweep(sweep, status:pd.DataFrame) -> int:
+    "Print the cells' status, collect the tables, write the report and print its headline; 1 unless all went well."
+    from llm_augment.report import write_report, headline
     from llm_augment.experiment import collect_results
-    print(status.to_string(index=False))
-    failed = status[status['status'] == 'failed']
-    for r in failed.itertuples(): print(f'failed: {r.cell}: {r.error} (see {sweep.folder/r.cell}/error.txt)')
-    if len(failed) == len(status): return 1
-    results = collect_results(sweep.folder)
+    print(status.drop(columns=['error'], errors='ignore').to_string(index=False))
+    unwell = status[status['status'].isin(['failed', 'partial'])]
+    for r in unwell.itertuples(): print(f'{r.status}: {r.cell}: {r.error} (see {sweep.folder/r.cell})')
+    if (status['status'] == 'failed').all(): return 1
+    results, gains = collect_results(sweep.folder)
     report = write_report(sweep.folder)
-    print(verdict(versus_baseline(results)))
-    print(f"results: {sweep.folder/'results.csv'}  report: {report}  charts: {sweep.folder/'charts'}")
-    return 1 if len(failed) else 0
+    print(headline(gains, results))
+    print(f"results: {sweep.folder/'results.csv'}  gains: {sweep.folder/'gains.csv'}  report: {report}")
+    return 1 if len(unwell) else 0
 
-@subcommand('sweep', 'run a grid of experiment notebooks with papermill, resuming finished cells', sweep_arguments)
+# %% ../nbs/09_cli.ipynb #47892805
+@subcommand('sweep', 'run a grid of experiment notebooks with papermill, reusing finished cells', sweep_arguments)
 def sweep(args:argparse.Namespace) -> int:
     "Run a sweep file and report it."
     from llm_augment.experiment import load_sweep, run_sweep
     grid = load_sweep(args.grid, root=args.root)
-    return _finish_sweep(grid, run_sweep(grid, executor=args.executor, workers=args.workers, address=args.address))
+    return finish_sweep(grid, run_sweep(grid, executor=args.executor, workers=args.workers, address=args.address))
 
 def report_arguments(parser): parser.add_argument('folder', help='a sweep folder, e.g. runs/demo')
 
@@ -323,23 +327,23 @@ def doctor(args:argparse.Namespace) -> int:
     return 0 if all(ok for _, ok, *_ in results) else 1
 
 
-# %% ../nbs/09_cli.ipynb #48533ea1
+# %% ../nbs/09_cli.ipynb #8ae3d6f4
 DEMO_SWEEP = dict(name='demo', notebook=['ratio', 'temperature'], base={}, grid={}, seeds=[0, 1])
 
 def demo_arguments(parser):
     parser.add_argument('--root', default='runs', help='parent folder of the demo sweep (default: runs)')
     parser.add_argument('--publish', default=None, help='also copy the executed notebooks and report into this docs folder (e.g. nbs/demo)')
 
-@subcommand('demo', 'the main job: a small ratio and temperature sweep on the embedded models, into runs/demo', demo_arguments)
+@subcommand('demo', 'the main job: check the machine, then a small sweep with controls on the embedded models', demo_arguments)
 def demo(args:argparse.Namespace) -> int:
-    "Run the demo sweep and print where its results are."
+    "Run `doctor`, then the demo sweep, and print where its results are."
     from llm_augment.experiment import Sweep, run_sweep
     print('checking this machine first (llm_augment doctor):')
     if doctor(argparse.Namespace(model=None, encoder=None, kernel='python3')):
         print('llm_augment: the demo needs every part OK: see the FAILED line above.', file=sys.stderr); return 1
     grid = Sweep(**DEMO_SWEEP, root=args.root)
     print(f'demo sweep into {grid.folder.absolute()} (illustrative example data, embedded SmolLM2 and MiniLM-L6)')
-    code = _finish_sweep(grid, run_sweep(grid))
+    code = finish_sweep(grid, run_sweep(grid))
     if args.publish and code == 0:
         from llm_augment.report import publish
         print(f'published {len(publish(grid.folder, args.publish))} notebooks to {args.publish}')

@@ -473,13 +473,14 @@ def task_for_item(train:pd.DataFrame, # human TRAINING rows: `text`, `label`, `i
 
 
 # %% ../nbs/00_data.ipynb #80ef57e6
-def task_specs(task:str|Path|TaskSpec|dict='cultural_competence', # a built-in name, YAML path, TaskSpec, or {item: TaskSpec}
+def task_specs(task:str|Path|TaskSpec|dict|list='cultural_competence', # a name, YAML path, TaskSpec, {item: TaskSpec} or a list (item = name)
                train:pd.DataFrame|None=None, # human training rows: with `per_item`, each item's spec is built from them
                per_item:bool=False, # one spec per item of `train` (the data has an item column)
                seed:int=0, # draws the coded examples of per-item specs
               ) -> dict:
     "`{item: TaskSpec}`: one spec per training item, or the single spec `task` under item ''."
     if isinstance(task, dict): return {str(k): v for k, v in task.items()}
+    if isinstance(task, (list, tuple)): return {t.name: t for t in task}
     if not per_item: return {'': load_task(task)}
     if train is None or (train['item'] == '').all(): raise DataError("per-item task specs need training rows with an item column; set item_col")
     return {i: task_for_item(train, i, seed=seed) for i in sorted(train['item'].astype(str).unique())}

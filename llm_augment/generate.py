@@ -4,19 +4,19 @@
 
 # %% auto #0
 __all__ = ['DROP_REASONS', 'NGRAM_THRESHOLD', 'MEANING_THRESHOLD', 'LINE_COLUMNS', 'FUNNEL_KEYS', 'Generation',
-           'LOCAL_PRESENCE_PENALTY', 'call_rng', 'pick_examples', 'pick_persona', 'generation_messages',
-           'task_for_item', 'tasks_for_items', 'clean_line', 'line_problem', 'is_response', 'parse_responses',
-           'complete_lines', 'answer_lines', 'normalise', 'dedupe_reasons', 'dedupe', 'prompt_texts',
-           'protected_frames', 'protected_texts', 'similarity_to_test', 'embed', 'meaning_similarity',
-           'leakage_reasons', 'leakage_guard', 'distinct_n', 'mean_similarity', 'variety', 'as_tasks', 'plan_requests',
-           'completion_lines', 'completion_rows', 'funnel_report', 'pool_stages', 'generate', 'funnel_chart']
+           'LOCAL_PRESENCE_PENALTY', 'call_rng', 'pick_examples', 'pick_persona', 'generation_messages', 'clean_line',
+           'line_problem', 'is_response', 'parse_responses', 'complete_lines', 'answer_lines', 'dedupe_reasons',
+           'dedupe', 'prompt_texts', 'protected_frames', 'protected_texts', 'similarity_to_test', 'embed',
+           'meaning_similarity', 'leakage_reasons', 'leakage_guard', 'distinct_n', 'mean_similarity', 'variety',
+           'plan_requests', 'completion_lines', 'completion_rows', 'funnel_report', 'pool_stages', 'generate',
+           'funnel_chart']
 
 # %% ../nbs/03_generate.ipynb #cf3ba41b
 import functools, math, random, re
 from collections import namedtuple
 import numpy as np, pandas as pd
 from sklearn.feature_extraction.text import TfidfVectorizer
-from .data import TaskSpec, DataError, to_schema
+from .data import TaskSpec, DataError, to_schema, normalise, task_specs
 
 # %% ../nbs/03_generate.ipynb #9e592635
 DROP_REASONS = dict(
@@ -58,35 +58,6 @@ def generation_messages(task:TaskSpec, # the task spec
     values = dict(criterion=task.labels[label], k=k, examples='\n'.join(pick_examples(task, label, rng, n_examples)),
                   persona=pick_persona(task, rng))
     return [dict(role='system', content=task.prompt('system', **values)), dict(role='user', content=task.prompt('generate', **values))]
-
-# %% ../nbs/03_generate.ipynb #cd0a337f
-def _item_criteria(reference:str)->dict:
-    ref = f' (reference answer: {reference})' if reference else ''
-    return {1: f'The response answers the question correctly{ref}.',
-            0: f'The response is wrong, incomplete or off-topic, or does not answer the question{ref}.'}
-
-def task_for_item(df:pd.DataFrame, # human TRAINING rows: `text`, `label`, `item`, optional `question`, `reference_answer`
-                  item, # the item id
-                  n_examples:int=3, # coded examples kept per label
-                  seed:int=0, # draws the examples
-                  personas:list=())->TaskSpec: # optional style hints
-    "A task spec for one item of a dataset, with coded examples drawn from its training rows."
-    rows = df[df['item'].astype(str) == str(item)]
-    if rows.empty: raise DataError(f"item {item!r} has no rows in the training data; use one of {sorted(df['item'].astype(str).unique())[:10]}")
-    first = rows.iloc[0]
-    examples = {int(l): g['text'].sample(min(n_examples, len(g)), random_state=seed).tolist() for l,g in rows.groupby('label')}
-    return TaskSpec(name=str(item), scenario='Learners write a short free-text answer to the question below.',
-                    question=str(first.get('question', '') or item), labels=_item_criteria(str(first.get('reference_answer', '') or '')),
-                    examples=examples, personas=list(personas))
-
-# %% ../nbs/03_generate.ipynb #08ec358a
-def tasks_for_items(df:pd.DataFrame, # human TRAINING rows with an `item` column
-                    items=None, # item ids; None: every item in `df`
-                    n_examples:int=3, # coded examples kept per label
-                    seed:int=0)->dict: # draws the examples
-    "`{item: TaskSpec}` for the chosen items, ready for `generate`."
-    items = sorted(df['item'].astype(str).unique()) if items is None else [str(i) for i in items]
-    return {i: task_for_item(df, i, n_examples, seed) for i in items}
 
 # %% ../nbs/03_generate.ipynb #c77d95f5
 _MARKER = re.compile(r'^(?:[-*•·‣–—+>]+\s*|\(?\d{1,3}\s*[.)\]:](?=\s|$)\s*|#\d+\s*)+')
@@ -152,10 +123,6 @@ def answer_lines(completion)->list:
     return [(l, 'cut_off' if completion.truncated else line_problem(l)) for l in lines]
 
 # %% ../nbs/03_generate.ipynb #bbb05986
-def normalise(text:str)->str:
-    "Lower case, letters and digits only, single spaces: the key for duplicates."
-    return ' '.join(re.sub(r'[^\w\s]', ' ', text.lower().replace('’', "'").replace("'", '')).split())
-
 def dedupe_reasons(rows:pd.DataFrame, # synthetic rows
                    human_train:pd.DataFrame|None=None, # human training rows: their texts are dropped from the pool
                    known=(), # more texts to drop, e.g. the prompt's own examples and criteria
@@ -301,12 +268,6 @@ def variety(rows:pd.DataFrame, # rows with `text` and the `by` columns
     return rows.groupby(by)[['text']].apply(measures).reset_index().astype({'n': int})
 
 # %% ../nbs/03_generate.ipynb #fe45a415
-def as_tasks(task)->dict:
-    "`{item: TaskSpec}` from one task spec (item ''), a dict of them, or a list (item = the spec's name)."
-    if isinstance(task, TaskSpec): return {'': task}
-    if isinstance(task, dict): return {str(k): t for k,t in task.items()}
-    return {t.name: t for t in task}
-
 def plan_requests(tasks:dict, # {item: TaskSpec}
                   labels=None, # labels to generate; None: every label of each task
                   calls_per_label:int=5, # calls per (item, label, temperature)
@@ -384,7 +345,7 @@ def pool_stages(lines:pd.DataFrame, # from `completion_lines`
 Generation = namedtuple('Generation', 'rows funnel variety')
 LOCAL_PRESENCE_PENALTY = 0.6 # the embedded 135M model repeats itself without it
 
-def generate(task, # a TaskSpec, a list of them (item = name) or `{item: TaskSpec}` (see `tasks_for_items`)
+def generate(task, # a TaskSpec or `{item: TaskSpec}` from `data.task_specs`
              llm, # an `llm_augment.llm.LLM` (backend and model)
              labels=None, # labels to generate; None: all of the task's
              calls_per_label:int=5, # calls per item, label and temperature
@@ -393,18 +354,17 @@ def generate(task, # a TaskSpec, a list of them (item = name) or `{item: TaskSpe
              seed:int=0, # run seed: few-shot draws, personas and sampling
              human_train:pd.DataFrame|None=None, # human training rows: their texts are removed from the pool
              protected=(), # frames no row may copy or paraphrase: `[valid, test]`, a held-apart control pool, ...
-             human_test:pd.DataFrame|None=None, # one more protected frame (the older name for the test split)
              progress:bool=True, # show a progress bar
              ngram_threshold:float=NGRAM_THRESHOLD, # char n-gram similarity of a near-copy
              meaning_threshold:float|None=MEANING_THRESHOLD, # embedding similarity of a paraphrase; None: off
              presence_penalty:float|None=None)->Generation: # None: `LOCAL_PRESENCE_PENALTY` for the local backend, none otherwise; 0: none
     "Synthetic rows per label and temperature, with the funnel and variety of the run."
     if presence_penalty is None: presence_penalty = LOCAL_PRESENCE_PENALTY if getattr(llm, 'backend', None) == 'local' else None
-    tasks = as_tasks(task)
+    tasks = task_specs(task)
     plan = plan_requests(tasks, labels, calls_per_label, responses_per_call, temperatures, seed,
                          presence_penalty=presence_penalty)
     completions = llm.batch([p['request'] for p in plan], progress=progress, desc='generate')
-    protected = protected_frames(protected) + protected_frames(human_test)
+    protected = protected_frames(protected)
     stages, dropped = pool_stages(completion_lines(plan, completions, llm), prompt_texts(tasks), human_train, protected,
                                   ngram_threshold, meaning_threshold)
     kept = stages['after_leakage']

@@ -10,7 +10,7 @@ from llm_augment.experiment import collect_results, expand, load_sweep, run_swee
 from llm_augment.report import write_report
 
 # Small enough for two cores: two LLM calls per label, tiny training runs, synthetic shares the pool can fill.
-TINY = dict(calls_per_label=2, responses_per_call=5, epochs=1, max_length=32, n_boot=50, temperatures=[0.7])
+TINY = dict(calls_per_label=2, responses_per_call=5, epochs=1, max_length=32, n_boot=50, temperature=0.7, backend='local')
 
 
 def write_sweep(path, name, grid, base=None, notebook='ratio', seeds=(0,)):
@@ -20,9 +20,8 @@ def write_sweep(path, name, grid, base=None, notebook='ratio', seeds=(0,)):
 
 @pytest.fixture
 def env(tmp_path, monkeypatch):
-    "A private LLM cache and prediction cache shared by every process of one test."
+    "A private LLM cache shared by every process of one test (each sweep keeps its own prediction cache)."
     monkeypatch.setenv('LLM_AUGMENT_CACHE_DIR', str(tmp_path/'llm-cache'))
-    monkeypatch.setenv('LLM_AUGMENT_PRED_CACHE', str(tmp_path/'pred-cache'))
     return tmp_path
 
 
@@ -90,7 +89,7 @@ def test_killed_sweep_resumes_without_rerunning_cells_or_llm_calls(env):
     status = pd.read_csv(root/'resume'/'status.csv').set_index('cell')['status']
     assert all(status[n] == 'skipped' for n in done_before)
     assert {n: (root/'resume'/n/'results.csv').stat().st_mtime for n in done_before} == stamp
-    results = collect_results(root/'resume')
+    results, _ = collect_results(root/'resume')
     assert results['cell'].nunique() == 3
     # Every cell generates the same pool: only the first cell's run ever paid for LLM calls.
     later = results[results['cell'] != 'ratio__synthetic_share=0.0']
@@ -114,8 +113,8 @@ def test_ray_executor_matches_local(env):
     remote = run_sweep(load_sweep(write_sweep(env/'ray.yaml', 'same', grid), root=str(env/'ray')), executor='ray', workers=2)
     assert (local['status'] == 'done').all() and (remote['status'] == 'done').all()
     cols = ['cell', 'seed', 'synthetic_share', 'n_train', 'auc', 'auc_lo', 'auc_hi', 'baseline_auc']
-    a = collect_results(env/'local'/'same')[cols].sort_values(['cell', 'seed']).reset_index(drop=True)
-    b = collect_results(env/'ray'/'same')[cols].sort_values(['cell', 'seed']).reset_index(drop=True)
+    a = collect_results(env/'local'/'same')[0][cols].sort_values(['cell', 'seed']).reset_index(drop=True)
+    b = collect_results(env/'ray'/'same')[0][cols].sort_values(['cell', 'seed']).reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)
 
 
@@ -129,6 +128,7 @@ def test_sweep_on_a_real_dataset_writes_results_and_charts(env, shared):
     report = write_report(sweep.folder)
     results = pd.read_parquet(sweep.folder/'results.parquet')
     assert set(results['n_synthetic']) == {0, 6} and results['auc'].between(0, 1).all()
+    assert (results['test_copies'] == 0).all()  # the grouped split: no test text has a copy in training
     assert (results.loc[results['n_synthetic'] == 6, 'n_synthetic_rows'] == 6).all()
     png = sweep.folder/'charts'/'auc.png'
     assert png.read_bytes()[:4] == b'\x89PNG' and png.stat().st_size > 5_000
@@ -143,5 +143,7 @@ def test_demo_end_to_end(env):
     demo = env/'runs'/'demo'
     results = pd.read_parquet(demo/'results.parquet')
     assert set(results['notebook']) == {'ratio', 'temperature'} and set(results['seed']) == {0, 1}
+    gains = pd.read_parquet(demo/'gains.parquet')
+    assert {'oracle', 'label_noise', 'local'} <= set(gains['backend']) and 'human' not in set(gains['backend'])
     assert (demo/'charts'/'auc.png').stat().st_size > 5_000 and (demo/'report.ipynb').exists()
-    assert 'human-only' in out.stdout and 'results:' in out.stdout
+    assert 'oracle' in out.stdout and 'results:' in out.stdout

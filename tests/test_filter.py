@@ -4,7 +4,8 @@ import numpy as np, pandas as pd
 import pytest
 from llm_augment.data import load_task, load_responses, split_data, DataError
 from llm_augment.filter import parse_judgement, judge, consistency_filter, judge_agreement, majority
-from llm_augment.generate import generate, tasks_for_items
+from llm_augment.generate import generate
+from llm_augment.data import task_specs
 from llm_augment.llm import LLM, Completion
 
 
@@ -123,9 +124,9 @@ def test_local_generate_then_filter(shared, tmp_path):
     power = load_responses(shared('powergrading'))
     train, _, test = split_data(power, preset='paper', seed=0)
     llm = LLM(backend='local', cache_dir=tmp_path)
-    tasks = tasks_for_items(train, ['Q3'])
+    tasks = {'Q3': task_specs(train=train, per_item=True)['Q3']}
     pool = generate(tasks, llm, calls_per_label=1, responses_per_call=3, temperatures=(0.7,), human_train=train,
-                    human_test=test, progress=False).rows
+                    protected=[test], progress=False).rows
     humans = test[test.item == 'Q3'].groupby('label').head(2)
     judged = judge(pd.concat([pool.head(6), humans]), tasks, llm, progress=False, max_tokens=60)
     assert set(judged.source) == {'synthetic', 'human'} or len(pool) == 0

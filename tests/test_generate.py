@@ -1,10 +1,10 @@
 "Generation: parsing of messy model output, de-duplication, the leakage guard, the funnel, and a real run of the embedded model with resume."
 import pandas as pd
 import pytest
-from llm_augment.data import load_task, load_responses, shared_data, split_data, DataError
+from llm_augment.data import load_task, load_responses, shared_data, split_data, DataError, task_specs, task_for_item
 from llm_augment.generate import (parse_responses, complete_lines, answer_lines, line_problem, clean_line, dedupe,
                                   dedupe_reasons, leakage_guard, leakage_reasons, similarity_to_test, meaning_similarity,
-                                  variety, generate, task_for_item, tasks_for_items, plan_requests, as_tasks, DROP_REASONS)
+                                  variety, generate, plan_requests, DROP_REASONS)
 from llm_augment.llm import LLM, Completion
 
 
@@ -118,7 +118,7 @@ def test_task_for_item_uses_only_given_training_rows(power):
     task = task_for_item(train, 'Q3', n_examples=3, seed=1)
     shown = [e for label in task.examples for e in task.examples[label]]
     assert set(shown) <= set(train.text) and task.name == 'Q3' and 'Declaration' in task.question
-    with pytest.raises(DataError, match="item 'Q42' has no rows"): task_for_item(train, 'Q42')
+    with pytest.raises(DataError, match="item 'Q42' has no training rows"): task_for_item(train, 'Q42')
 
 
 # --- funnel and truncation through a stand-in LLM (no model needed) ---
@@ -140,7 +140,7 @@ def test_funnel_counts_each_drop_reason():
                                finish_reason='stop'))
     task = load_task('cultural_competence')
     run = generate(task, llm, calls_per_label=2, responses_per_call=4, labels=[1], temperatures=(0.3, 1.0), progress=False,
-                   human_test=pd.DataFrame(dict(text=['Tell me about your family traditions.'])))
+                   protected=pd.DataFrame(dict(text=['Tell me about your family traditions.'])))
     f = run.funnel.set_index(['label', 'temperature'])
     assert llm.calls == 4 and len(f) == 2 and (f.requested == 8).all() and (f.returned == 10).all()
     assert (f.not_response == 2).all() and (f.meta_talk == 2).all() and (f.parsed == 6).all()
@@ -167,14 +167,11 @@ def test_validation_and_test_are_both_protected(power):
                    protected=[valid, test], progress=False)
     assert run.rows.text.tolist() == ['Something else entirely about bananas']
     assert run.funnel.leaked_ngram.tolist() == [2]
-    old_name = generate(load_task('cultural_competence'), llm, calls_per_label=1, responses_per_call=3, labels=[1],
-                        protected=valid, human_test=test, progress=False)
-    pd.testing.assert_frame_equal(old_name.rows, run.rows)
     with pytest.raises(DataError, match="protected frame 0 has no 'text' column"):
         generate(load_task('cultural_competence'), llm, calls_per_label=1, labels=[1], protected=[valid[['label']]], progress=False)
 
 def test_grown_run_keeps_earlier_prompts():
-    tasks = as_tasks(load_task('cultural_competence'))
+    tasks = task_specs(load_task('cultural_competence'))
     small, grown = plan_requests(tasks, calls_per_label=2), plan_requests(tasks, calls_per_label=3)
     assert [p['request'] for p in small] == [p['request'] for p in grown if p['call_index'] < 2]
 
@@ -184,7 +181,7 @@ def test_grown_run_keeps_earlier_prompts():
 def local_run(tmp_path_factory, power):
     train, test = power
     llm = LLM(backend='local', cache_dir=tmp_path_factory.mktemp('llm_cache'))
-    tasks = tasks_for_items(train, ['Q3'])
+    tasks = {'Q3': task_for_item(train, 'Q3')}
     args = dict(calls_per_label=2, responses_per_call=3, temperatures=(0.7,), seed=0, human_train=train, protected=[test], progress=False)
     return llm, tasks, args, generate(tasks, llm, **args)
 
