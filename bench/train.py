@@ -51,7 +51,8 @@ def run_paper(train, valid, test, seed):
     from torch.utils.data import DataLoader, TensorDataset
     from sklearn.metrics import roc_auc_score
     from transformers import get_linear_schedule_with_warmup
-    from llm_augment.train import default_encoder, load_encoder, seed_everything
+    from llm_augment.llm import default_encoder
+    from llm_augment.train import load_encoder, seed_everything
     seed_everything(seed, THREADS)
     tokenizer, model = load_encoder(default_encoder(), seed)
     def dataset(df):

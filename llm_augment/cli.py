@@ -328,13 +328,15 @@ def doctor(args:argparse.Namespace) -> int:
 
 
 # %% ../nbs/09_cli.ipynb #8ae3d6f4
-DEMO_SWEEP = dict(name='demo', notebook=['ratio', 'temperature'], base={}, grid={}, seeds=[0, 1])
+DEMO_SWEEP = dict(name='demo', notebook=['size'], grid={}, seeds=[0, 1, 2], base=dict(
+    data_path='ncte_uptake', task='ncte_uptake', backend=['local', 'oracle', 'label_noise'], n_human=50, n_synthetic=[0, 100],
+    generation_seed=0, calls_per_label=10, max_test_rows=300, epochs=3, max_length=64, n_boot=1000))
 
 def demo_arguments(parser):
     parser.add_argument('--root', default='runs', help='parent folder of the demo sweep (default: runs)')
     parser.add_argument('--publish', default=None, help='also copy the executed notebooks and report into this docs folder (e.g. nbs/demo)')
 
-@subcommand('demo', 'the main job: check the machine, then a small sweep with controls on the embedded models', demo_arguments)
+@subcommand('demo', 'the main job: check the machine, then a small study with controls on real data', demo_arguments)
 def demo(args:argparse.Namespace) -> int:
     "Run `doctor`, then the demo sweep, and print where its results are."
     from llm_augment.experiment import Sweep, run_sweep
@@ -342,7 +344,7 @@ def demo(args:argparse.Namespace) -> int:
     if doctor(argparse.Namespace(model=None, encoder=None, kernel='python3')):
         print('llm_augment: the demo needs every part OK: see the FAILED line above.', file=sys.stderr); return 1
     grid = Sweep(**DEMO_SWEEP, root=args.root)
-    print(f'demo sweep into {grid.folder.absolute()} (illustrative example data, embedded SmolLM2 and MiniLM-L6)')
+    print(f'demo sweep into {grid.folder.absolute()} (the bundled ncte_uptake subset, embedded SmolLM2 and MiniLM-L6)')
     code = finish_sweep(grid, run_sweep(grid))
     if args.publish and code == 0:
         from llm_augment.report import publish

@@ -16,9 +16,9 @@ from sklearn.metrics import cohen_kappa_score
 from sklearn.model_selection import train_test_split
 
 # %% auto #0
-__all__ = ['CORE_COLUMNS', 'PROVENANCE_DTYPES', 'PROVENANCE_COLUMNS', 'DEFAULT_PROMPTS', 'TASK_KEYS', 'PERSON_COLUMNS',
-           'DATASHOP_COLUMNS', 'SPLIT_PRESETS', 'rater_columns', 'to_schema', 'DataError', 'DataWarning', 'shared_data',
-           'TaskSpec', 'builtin_tasks', 'load_task', 'read_table', 'load_responses', 'load_datashop',
+__all__ = ['CORE_COLUMNS', 'PROVENANCE_DTYPES', 'PROVENANCE_COLUMNS', 'PROMPT_KEYS', 'TASK_KEYS', 'PERSON_COLUMNS',
+           'DATASHOP_COLUMNS', 'BUNDLED', 'SPLIT_PRESETS', 'rater_columns', 'to_schema', 'DataError', 'DataWarning',
+           'shared_data', 'TaskSpec', 'builtin_tasks', 'load_task', 'read_table', 'load_responses', 'load_datashop',
            'example_data_path', 'normalise', 'text_keys', 'row_persons', 'split_groups', 'Splits', 'split_data',
            'cross_split_duplicates', 'task_for_item', 'task_specs', 'task_for_row', 'rater_agreement', 'check_data']
 
@@ -74,37 +74,23 @@ def shared_data(name:str|None=None # dataset folder ('powergrading') or a file b
     return path
 
 # %% ../nbs/00_data.ipynb #9c3ece3c
-DEFAULT_PROMPTS = dict(
-    system=("You are a tutor in training who answers open-ended questions about tutoring situations. {persona}\n"
-            "Every answer you write fits this description: {criterion}"),
-    generate=("Scenario: {scenario}\n\nQuestion: {question}\n\n"
-              "Write {k} different responses to the question. Each one fits this description: {criterion}\n\n"
-              "Examples of such responses:\n{examples}\n\n"
-              "Vary length, wording and style the way different tutors would. Answer with a numbered list of {k} new "
-              "responses, one per line, each one or two sentences long, and nothing else."),
-    judge_system="You are an expert rater who codes tutors' open responses with a rubric. You answer with JSON only.",
-    judge=("Scenario: {scenario}\n\nQuestion: {question}\n\nRubric (code: criterion):\n{rubric}\n\n"
-           "Tutor response: {text}\n\n"
-           'Code the response with the rubric. Answer with JSON only: {{"score": <code>, "rationale": "<one short sentence>"}}'))
+PROMPT_KEYS = ('system', 'generate', 'judge_system', 'judge') # templates a task may bring (defaults: generate, filter)
 
 # %% ../nbs/00_data.ipynb #3218a00b
 @dataclass
 class TaskSpec:
-    "A coding task: scenario, question, labels with their criteria, examples, personas and prompt templates."
+    "A coding task: scenario, question, labels with their criteria, examples, personas and its own prompt templates."
     name: str # short identifier
     scenario: str # the situation the responder reacts to
     question: str # the open-ended question
     labels: dict[int, str] # label -> criterion in plain words
     examples: dict[int, list[str]] = field(default_factory=dict) # label -> a few example responses
     personas: list[str] = field(default_factory=list) # optional style hints, one sentence each
-    prompts: dict[str, str] = field(default_factory=dict) # templates; missing keys get `DEFAULT_PROMPTS`
+    prompts: dict[str, str] = field(default_factory=dict) # templates of its own, replacing the defaults
 
-    def __post_init__(self): self.prompts = {**DEFAULT_PROMPTS, **self.prompts}
-
-    @property
-    def prompt_version(self) -> str:
-        "Short hash of the prompt templates: rows generated with different templates never mix unnoticed."
-        return hashlib.sha1(json.dumps(self.prompts, sort_keys=True).encode()).hexdigest()[:8]
+    def prompt_version(self, defaults:dict) -> str: # the caller's default templates
+        "Short hash of the templates in use: rows generated with different templates never mix unnoticed."
+        return hashlib.sha1(json.dumps({**defaults, **self.prompts}, sort_keys=True).encode()).hexdigest()[:8]
 
     @property
     def rubric(self) -> str:
@@ -112,12 +98,13 @@ class TaskSpec:
         return '\n'.join(f'{label}: {criterion}' for label, criterion in sorted(self.labels.items()))
 
     def prompt(self, key:str, # 'system', 'generate', 'judge_system' or 'judge'
+               default:str, # the template to use when the task brings none of its own
                **values): # the other placeholders: criterion, examples, k, persona, text
         "Template `key` filled with this task's scenario, question and rubric plus `values`."
-        fields = dict(scenario=self.scenario, question=self.question, rubric=self.rubric, persona='') | values
-        needed = {name for _, name, _, _ in string.Formatter().parse(self.prompts[key]) if name}
+        template, fields = self.prompts.get(key, default), dict(scenario=self.scenario, question=self.question, rubric=self.rubric, persona='') | values
+        needed = {name for _, name, _, _ in string.Formatter().parse(template) if name}
         if missing := sorted(needed - set(fields)): raise DataError(f"task {self.name!r}: template {key!r} needs placeholders {missing}; pass them as keyword arguments")
-        return self.prompts[key].format(**fields).strip()
+        return template.format(**fields).strip()
 
 # %% ../nbs/00_data.ipynb #187952d7
 TASK_KEYS = ['name', 'scenario', 'question', 'labels', 'examples', 'personas', 'prompts']
@@ -137,8 +124,8 @@ def _check_task_keys(spec, path):
     if not isinstance(spec, dict): raise DataError(f"{path}: a task file must be a YAML mapping with keys name, scenario, question, labels")
     if unknown := [k for k in spec if k not in TASK_KEYS]: raise DataError(f"{path}: unknown task keys {unknown}; allowed: {', '.join(TASK_KEYS)}")
     if missing := [k for k in TASK_KEYS[:4] if not spec.get(k)]: raise DataError(f"{path}: missing task keys {missing}")
-    if unknown := [k for k in (spec.get('prompts') or {}) if k not in DEFAULT_PROMPTS]:
-        raise DataError(f"{path}: unknown prompt templates {unknown}; allowed: {', '.join(DEFAULT_PROMPTS)}")
+    if unknown := [k for k in (spec.get('prompts') or {}) if k not in PROMPT_KEYS]:
+        raise DataError(f"{path}: unknown prompt templates {unknown}; allowed: {', '.join(PROMPT_KEYS)}")
 
 def load_task(task:str|Path|TaskSpec='cultural_competence' # built-in name, YAML path, or a TaskSpec (returned as is)
              ) -> TaskSpec:
@@ -295,9 +282,14 @@ def load_datashop(path:str|Path, # DataShop transaction export (tab-separated)
     return df.rename(columns={names['lesson']: 'lesson'})
 
 # %% ../nbs/00_data.ipynb #ded2a8d8
-def example_data_path() -> Path:
-    "Path of the bundled illustrative example set (invented for the project, not real data)."
-    return _package_dir()/'examples'/'cultural_competence.csv'
+BUNDLED = {'cultural_competence': 'cultural_competence.csv', 'ncte_uptake': 'ncte_uptake/data.csv'} # name -> file in examples/
+
+def example_data_path(name:str='cultural_competence', # a key of `BUNDLED`
+                     ) -> Path:
+    "Path of a bundled data set: the illustrative example (invented, not real data) or the real ncte_uptake subset."
+    if name not in BUNDLED: raise DataError(f"no bundled data set {name!r}; the bundled sets are {', '.join(BUNDLED)}")
+    return _package_dir()/'examples'/BUNDLED[name]
+
 
 # %% ../nbs/00_data.ipynb #c8a5052c
 def normalise(text:str # a response

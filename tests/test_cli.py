@@ -50,16 +50,25 @@ def test_generate_writes_schema_rows_and_funnel_and_reruns_free(synthetic):
 
 def test_filter_judges_every_row_and_keeps_only_consistent_ones(synthetic, workdir, cli_env):
     kept = workdir/'kept.csv'
-    stdout = subprocess.run([sys.executable, '-m', 'llm_augment.cli', 'filter', str(synthetic[0]), '--out', str(kept)],
-                            capture_output=True, text=True, env=cli_env, timeout=900)
-    judged = pd.read_csv(kept.with_suffix('.judged.csv'))
+    out = subprocess.run([sys.executable, '-m', 'llm_augment.cli', 'filter', str(synthetic[0]), '--out', str(kept)],
+                         capture_output=True, text=True, env=cli_env, timeout=900)
+    judged, rows = pd.read_csv(kept.with_suffix('.judged.csv')), pd.read_csv(kept)
     assert len(judged) == len(pd.read_csv(synthetic[0])) and judged['judge_votes'].notna().all()
-    # Agreement needs readable verdicts of both labels; a judge that gives none ends with a one-line error instead.
-    if stdout.returncode == 0:
-        rows = pd.read_csv(kept)
-        assert (rows['judge_label'] == rows['label']).all()
-    else:
-        assert len(stdout.stderr.strip().splitlines()) == 1 and 'judge' in stdout.stderr
+    assert (rows['judge_label'] == rows['label']).all() and len(rows) == (judged['judge_label'] == judged['label']).sum()
+    # The kept file is written either way; a label the judge left no row of is one line on stderr and exit 1.
+    missing = set(judged['label']) - set(rows['label'])
+    assert out.returncode == (1 if missing else 0), out.stderr[-2000:]
+    assert ('no row of label' in out.stderr) == bool(missing)
+
+
+def test_filter_judges_each_row_with_its_items_rubric(shared):
+    "The CLI resolves task specs as a run does: one per item of the training split, not the built-in task."
+    import argparse
+    from llm_augment.cli import llm_setup
+    args = argparse.Namespace(config=None, data_path=str(shared('mohler_asag')), item_col='item', items=['Q1.1', 'Q1.2'])
+    cfg, splits, _, tasks = llm_setup(args)
+    assert sorted(tasks) == ['Q1.1', 'Q1.2'] and all('reference answer' in t.labels[1] for t in tasks.values())
+    assert tasks['Q1.1'].question != tasks['Q1.2'].question
 
 
 def test_train_then_predict_from_the_command_line(synthetic, workdir, cli_env):

@@ -106,11 +106,14 @@ def test_datashop_loader(tmp_path):
 
 def test_task_spec_roundtrip(tmp_path):
     task = load_task('cultural_competence')
-    assert sorted(task.labels) == [0, 1] and task.personas and set(task.prompts) == {'system', 'generate', 'judge_system', 'judge'}
+    assert sorted(task.labels) == [0, 1] and task.personas and task.prompts == {}  # the defaults live in generate and filter
     custom = tmp_path / 'mine.yaml'
     custom.write_text("name: mine\nscenario: s\nquestion: q\nlabels: {0: no, 1: yes}\nprompts: {judge: 'Code {text}'}\n")
     mine = load_task(str(custom))
-    assert mine.prompt('judge', text='hi') == 'Code hi' and mine.prompt_version != task.prompt_version
+    assert mine.prompt('judge', 'default {text}', text='hi') == 'Code hi' and task.prompt('judge', 'default {text}', text='hi') == 'default hi'
+    assert mine.prompt_version({'judge': 'default {text}'}) != task.prompt_version({'judge': 'default {text}'})
+    custom.write_text("name: mine\nscenario: s\nquestion: q\nlabels: {0: no, 1: yes}\nprompts: {jduge: 'Code {text}'}\n")
+    with pytest.raises(DataError, match=r"unknown prompt templates \['jduge'\]"): load_task(custom)
     custom.write_text("name: mine\nscenario: s\nquestion: q\nlabel: {0: no}\n")
     with pytest.raises(DataError, match=r"unknown task keys \['label'\]"): load_task(custom)
 

@@ -4,7 +4,7 @@ import pytest
 from llm_augment.data import load_task, load_responses, shared_data, split_data, DataError, task_specs, task_for_item
 from llm_augment.generate import (parse_responses, complete_lines, answer_lines, line_problem, clean_line, dedupe,
                                   dedupe_reasons, leakage_guard, leakage_reasons, similarity_to_test, meaning_similarity,
-                                  variety, generate, plan_requests, DROP_REASONS)
+                                  variety, generate, plan_requests, DROP_REASONS, GENERATION_PROMPTS)
 from llm_augment.llm import LLM, Completion
 
 
@@ -192,7 +192,7 @@ def test_local_generation_makes_schema_rows_for_both_labels(local_run):
     rows = run.rows
     assert set(rows.source) <= {'synthetic'} and set(rows.item) <= {'Q3'}
     assert {'backend', 'model', 'temperature', 'prompt_version', 'call_index', 'line_index', 'finish_reason'} <= set(rows.columns)
-    assert set(rows.backend) <= {'local'} and set(rows.prompt_version) <= {tasks['Q3'].prompt_version}
+    assert set(rows.backend) <= {'local'} and set(rows.prompt_version) <= {tasks['Q3'].prompt_version(GENERATION_PROMPTS)}
     assert run.funnel.after_leakage.sum() == len(rows) and 'length' not in set(rows.finish_reason)
     funnel_adds_up(run.funnel)
 
