@@ -248,8 +248,10 @@ def report_arguments(parser): parser.add_argument('folder', help='a sweep folder
 
 @subcommand('report', 'write charts and the report notebook of a sweep folder', report_arguments)
 def report(args:argparse.Namespace) -> int:
-    "Rebuild the report of a sweep folder."
+    "Collect a sweep folder's tables again and rebuild its report."
+    from llm_augment.experiment import collect_results
     from llm_augment.report import write_report
+    collect_results(args.folder)
     print(f'report: {write_report(args.folder)}')
     return 0
 

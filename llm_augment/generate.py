@@ -9,7 +9,7 @@ __all__ = ['DROP_REASONS', 'GENERATION_PROMPTS', 'NGRAM_THRESHOLD', 'MEANING_THR
            'dedupe_reasons', 'dedupe', 'prompt_texts', 'protected_frames', 'protected_texts', 'similarity_to_test',
            'embed', 'meaning_similarity', 'leakage_reasons', 'leakage_guard', 'distinct_n', 'mean_similarity',
            'variety', 'plan_requests', 'completion_lines', 'completion_rows', 'funnel_report', 'pool_stages',
-           'generate', 'funnel_chart']
+           'generate']
 
 # %% ../nbs/03_generate.ipynb #cf3ba41b
 import functools, math, random, re
@@ -381,14 +381,3 @@ def generate(task, # a TaskSpec or `{item: TaskSpec}` from `data.task_specs`
     kept = stages['after_leakage']
     funnel = funnel_report(plan, completions, responses_per_call, stages, dropped)
     return Generation(kept.reset_index(drop=True), funnel, variety(kept) if len(kept) else pd.DataFrame())
-
-# %% ../nbs/03_generate.ipynb #17944d6c
-def funnel_chart(funnel:pd.DataFrame, # from `generate(...).funnel`
-                 stages=('requested', 'returned', 'parsed', 'after_dedupe', 'after_leakage')): # columns to show, in order
-    "Bars of responses left after each stage, per label, one panel per temperature."
-    import altair as alt
-    long = funnel.melt(id_vars=FUNNEL_KEYS, value_vars=list(stages), var_name='stage', value_name='responses')
-    return alt.Chart(long).mark_bar().encode(
-        x=alt.X('stage:N', sort=list(stages), title=None), xOffset='label:N', y=alt.Y('sum(responses):Q', title='responses'),
-        color='label:N', column=alt.Column('temperature:N'), tooltip=['stage', 'label', 'temperature', 'sum(responses)']
-    ).properties(width=220, height=180)

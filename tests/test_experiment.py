@@ -125,6 +125,7 @@ def test_sweep_on_a_real_dataset_writes_results_and_charts(env, shared):
     sweep = load_sweep(spec, root=str(env/'runs'))
     status = run_sweep(sweep, progress=False)
     assert (status['status'] == 'done').all(), (env/'runs'/'real').glob('*/error.txt')
+    collect_results(sweep.folder)
     report = write_report(sweep.folder)
     results = pd.read_parquet(sweep.folder/'results.parquet')
     assert set(results['n_synthetic']) == {0, 6} and results['auc'].between(0, 1).all()
