@@ -13,16 +13,17 @@ from .data import DataError, check_data
 
 # %% auto #0
 __all__ = ['Command', 'COMMANDS', 'GROUPS', 'GAIN_COLUMNS', 'DOCTOR_PARTS', 'CRASH_HINTS', 'DEMO_SWEEP', 'subcommand',
-           'data_check_arguments', 'data_check', 'config_arguments', 'config_from_args', 'run', 'write_rows',
-           'read_rows', 'llm_setup', 'finish_pool', 'generate_arguments', 'generate_command', 'filter_arguments',
-           'filter_command', 'train_arguments', 'train_command', 'predict_arguments', 'predict_command',
-           'sweep_arguments', 'finish_sweep', 'sweep', 'report_arguments', 'report', 'check_llama', 'check_encoder',
-           'check_kernel', 'run_part', 'doctor_arguments', 'doctor', 'demo_arguments', 'demo', 'build_parser', 'main']
+           'data_check_arguments', 'data_check', 'task_new_arguments', 'task_new', 'config_arguments',
+           'config_from_args', 'run', 'write_rows', 'read_rows', 'llm_setup', 'finish_pool', 'generate_arguments',
+           'generate_command', 'filter_arguments', 'filter_command', 'train_arguments', 'train_command',
+           'predict_arguments', 'predict_command', 'sweep_arguments', 'finish_sweep', 'sweep', 'report_arguments',
+           'report', 'check_llama', 'check_encoder', 'check_kernel', 'run_part', 'doctor_arguments', 'doctor',
+           'demo_arguments', 'demo', 'build_parser', 'main']
 
 # %% ../nbs/09_cli.ipynb #715a31c8
 Command = namedtuple('Command', 'run add_arguments help')
 COMMANDS: dict[str, Command] = {} # 'data check' -> Command; a space separates a group from its subcommand
-GROUPS = {'data': 'inspect and check human-coded data'} # one line of help per group
+GROUPS = {'data': 'inspect and check human-coded data', 'task': 'draft task specs'} # one line of help per group
 
 def subcommand(name:str, # e.g. 'data check' or 'train'
                help:str, # one line for --help
@@ -40,17 +41,38 @@ def data_check_arguments(parser:argparse.ArgumentParser):
     parser.add_argument('path', help='CSV, TSV or Parquet file, or a DataShop export with --datashop')
     parser.add_argument('--text-col', default='text', help='column holding the responses (default: text)')
     parser.add_argument('--label-col', default='label', help='column holding the agreed integer code (default: label)')
-    parser.add_argument('--item-col', default=None, help='column naming the question/item (default: item, when present)')
+    parser.add_argument('--item-col', default=None, help='column naming the question/item (default: item, if present)')
     parser.add_argument('--task', default=None, help='built-in task name or task YAML; labels must be in its label set')
     parser.add_argument('--encoding', default='utf-8', help='text encoding of the file (default: utf-8), e.g. latin-1')
-    parser.add_argument('--datashop', action='store_true', help='read PATH as a DataShop export (Input, Open_response_score_human_truth, ...)')
+    parser.add_argument('--datashop', action='store_true',
+                        help='read PATH as a DataShop export (Input, Open_response_score_human_truth, ...)')
     parser.add_argument('--lesson', default=None, help='with --datashop: keep only this Level (Lesson)')
 
-@subcommand('data check', 'check a human-coded file: rows, class balance, duplicates, rater agreement', data_check_arguments)
+@subcommand('data check', 'check a human-coded file: rows, balance, copies across splits, rater agreement', data_check_arguments)
 def data_check(args:argparse.Namespace) -> int:
     "Print the `data check` report for one file."
     print(check_data(args.path, args.text_col, args.label_col, args.item_col, args.task, args.encoding,
                      datashop=args.datashop, lesson=args.lesson))
+    return 0
+
+# %% ../nbs/09_cli.ipynb #355a58e1
+def task_new_arguments(parser):
+    parser.add_argument('--from', dest='data', required=True, help='the human-coded file to draft the task spec from')
+    parser.add_argument('--out', required=True, help='the task YAML to write')
+    parser.add_argument('--name', default=None, help="the task's name (default: the --out file's stem)")
+    for flag in ('text', 'label', 'item'): parser.add_argument(f'--{flag}-col', default=None if flag == 'item' else flag,
+                                                             help=f'column holding the {flag} (as in `data check`)')
+
+@subcommand('task new', 'draft a task spec YAML from a human-coded file, with TODO lines to write', task_new_arguments)
+def task_new(args:argparse.Namespace) -> int:
+    "Write a drafted task spec and say which fields a person must write."
+    from llm_augment.data import load_responses, draft_task, _todo_fields
+    import yaml
+    rows = load_responses(args.data, text_col=args.text_col, label_col=args.label_col, item_col=args.item_col)
+    out = Path(args.out); out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(draft_task(rows, args.name or out.stem))
+    print(f"task spec drafted: {out}\nwrite these fields: {', '.join(_todo_fields(yaml.safe_load(out.read_text())))}")
+    print(f'then check it: llm_augment data check {args.data} --task {out}')
     return 0
 
 # %% ../nbs/09_cli.ipynb #17609d1f
@@ -68,8 +90,9 @@ def config_arguments(steps:tuple|None=None # the pipeline steps whose fields bec
         parser.add_argument('--config', default=None, help='YAML experiment config read before the flags')
         for name, f in FIELDS.items():
             if steps is None or f.metadata['step'] in steps:
-                parser.add_argument('--' + name.replace('_', '-'), dest=name, type=_yaml_value, default=argparse.SUPPRESS,
-                                    nargs='+' if 'list' in str(f.type) else None, help=helps.get(name))
+                nargs = '+' if 'list' in str(f.type) else None
+                parser.add_argument('--' + name.replace('_', '-'), dest=name, type=_yaml_value, nargs=nargs,
+                                    default=argparse.SUPPRESS, help=helps.get(name))
     return add
 
 def config_from_args(args:argparse.Namespace):
@@ -111,7 +134,8 @@ def read_rows(path) -> pd.DataFrame:
     from llm_augment.data import read_table, to_schema
     path = Path(path)
     as_text = read_table(path)  # checks the file; every column as text, so `n/a` stays a response
-    if not {'text', 'label'} <= set(as_text.columns): raise DataError(f"{path}: needs `text` and `label` columns; it has {list(as_text.columns)}")
+    if not {'text', 'label'} <= set(as_text.columns):
+        raise DataError(f"{path}: needs `text` and `label` columns; it has {list(as_text.columns)}")
     rows = pd.read_parquet(path) if path.suffix == '.parquet' else pd.read_csv(path)
     rows['text'], rows['item'] = as_text['text'], as_text.get('item', '')
     return to_schema(rows)
@@ -134,7 +158,8 @@ def finish_pool(rows:pd.DataFrame, out, llm, labels:list, what:str) -> int:
     print(f'{len(rows)} {what}: {path}')
     missing = sorted(set(labels) - set(rows['label']))
     if u['failed'] or missing:
-        why = f"{u['failed']} calls failed ({llm.failures[0]['error'][:80]})" if u['failed'] else f'no row of label {missing}'
+        if u['failed']: why = f"{u['failed']} calls failed ({llm.failures[0]['error'][:80]})"
+        else: why = f'no row of label {missing}'
         print(f'llm_augment: {why}; rerun the same command to retry (answers so far are cached)', file=sys.stderr)
         return 1
     return 0
@@ -156,7 +181,8 @@ def generate_command(args:argparse.Namespace) -> int:
 
 def filter_arguments(parser):
     parser.add_argument('synthetic', help='synthetic rows written by `generate`')
-    parser.add_argument('--out', required=True, help='file for the kept rows (.csv or .parquet); all judged rows go to <out>.judged.csv')
+    parser.add_argument('--out', required=True,
+                        help='file for the kept rows (.csv or .parquet); all judged rows go to <out>.judged.csv')
     config_arguments(('data', 'generate', 'judge', 'evaluate'))(parser)
 
 @subcommand('filter', 'judge synthetic rows with an LLM and keep those consistent with their label', filter_arguments)
@@ -172,11 +198,12 @@ def filter_command(args:argparse.Namespace) -> int:
 
 # %% ../nbs/09_cli.ipynb #d13b2d9c
 def train_arguments(parser):
-    parser.add_argument('--synthetic', default=None, help='synthetic rows to mix in (from `generate` or `filter`); none trains on human rows only')
+    parser.add_argument('--synthetic', default=None,
+                        help='synthetic rows to mix in (from `generate` or `filter`); none trains on human rows only')
     parser.add_argument('--model-dir', required=True, help='folder to save the trained model in')
     config_arguments(('data', 'mix', 'train', 'evaluate'))(parser)
 
-@subcommand('train', 'mix human and synthetic rows, fine-tune the encoder, and score it on the human test split', train_arguments)
+@subcommand('train', 'mix human and synthetic rows, fine-tune the encoder, score it on the human test split', train_arguments)
 def train_command(args:argparse.Namespace) -> int:
     "Train one classifier (one arm, one seed) and print its test scores."
     from llm_augment.experiment import split_for, arm_training_set, arms, training_settings, _listify
@@ -193,7 +220,8 @@ def train_command(args:argparse.Namespace) -> int:
     clf = train_classifier(train, splits.valid, seed=seed, **training_settings(cfg))
     clf.save(args.model_dir)
     print(f"trained on {len(train)} rows ({int((train.source != 'human').sum())} synthetic); model: {args.model_dir}")
-    print(score(splits.test['label'], clf.predict_proba(splits.test['text'].tolist()), n_boot=cfg.n_boot, seed=seed).to_string(index=False))
+    probs = clf.predict_proba(splits.test['text'].tolist())
+    print(score(splits.test['label'], probs, n_boot=cfg.n_boot, seed=seed).to_string(index=False))
     return 0
 
 # %% ../nbs/09_cli.ipynb #8eadbe2d
@@ -209,7 +237,8 @@ def predict_command(args:argparse.Namespace) -> int:
     from llm_augment.data import read_table
     from llm_augment.train import Classifier
     table = read_table(args.path)
-    if args.text_col not in table: raise DataError(f"{args.path}: no text column {args.text_col!r}; columns are {list(table.columns)} (use --text-col)")
+    if args.text_col not in table:
+        raise DataError(f"{args.path}: no text column {args.text_col!r}; columns are {list(table.columns)} (use --text-col)")
     table['prob'] = Classifier.load(args.model_dir).predict_proba(table[args.text_col].astype(str).tolist())
     print(f'{len(table)} rows scored: {write_rows(table, args.out)}')
     return 0
@@ -218,7 +247,7 @@ def predict_command(args:argparse.Namespace) -> int:
 def sweep_arguments(parser):
     parser.add_argument('grid', help='sweep YAML: name, notebook, base, grid, seeds')
     parser.add_argument('--root', default='runs', help='parent folder of sweep folders (default: runs)')
-    parser.add_argument('--executor', default='local', choices=['local', 'ray'], help='where cells run (default: local)')
+    parser.add_argument('--executor', default='local', choices=['local', 'ray'], help='where cells run')
     parser.add_argument('--workers', type=int, default=1, help='parallel cells (local process pool, or Ray CPUs)')
     parser.add_argument('--address', default=None, help='Ray cluster address (default: RAY_ADDRESS, or a local Ray)')
 
@@ -278,7 +307,7 @@ def check_encoder(encoder:str|None=None) -> dict: # encoder path or hub name (de
     clf = train_classifier(rows, rows, encoder=encoder, epochs=1, batch_size=4, max_length=32, progress=False)
     clf.predict_proba(rows['text'].tolist())
     return dict(version=f'torch {torch.__version__}, transformers {transformers.__version__}',
-                detail=f'{encoder or "MiniLM-L6"}, {2 * len(rows) / (time.perf_counter() - start):.1f} examples/s incl. load')
+                detail=f'{encoder or "MiniLM-L6"}, {2 * len(rows) / (time.perf_counter() - start):.1f} examples/s')
 
 def check_kernel(kernel:str='python3') -> dict: # the Jupyter kernel sweeps run in
     "Run a one-cell notebook that imports llm_augment with papermill in `kernel`."
@@ -288,7 +317,8 @@ def check_kernel(kernel:str='python3') -> dict: # the Jupyter kernel sweeps run 
         nbformat.write(nb, f'{tmp}/in.ipynb')
         start = time.perf_counter()
         papermill.execute_notebook(f'{tmp}/in.ipynb', f'{tmp}/out.ipynb', kernel_name=kernel, progress_bar=False)
-    return dict(version=f'papermill {papermill.__version__}', detail=f'kernel {kernel}, {time.perf_counter() - start:.1f} s')
+    seconds = time.perf_counter() - start
+    return dict(version=f'papermill {papermill.__version__}', detail=f'kernel {kernel}, {seconds:.1f} s')
 
 DOCTOR_PARTS = {'llama.cpp': check_llama, 'encoder': check_encoder, 'kernel': check_kernel}
 
@@ -303,10 +333,13 @@ def run_part(name:str, # a key of `DOCTOR_PARTS`
              timeout:float=600): # seconds before the part counts as hung
     "Run one doctor part in a child process: (ok, version, detail or cause); a crash or an error is a cause."
     import json, signal, subprocess, sys
-    code = f'import json; from llm_augment.cli import DOCTOR_PARTS; print(json.dumps(DOCTOR_PARTS[{name!r}](*{[arg] if arg else []!r})))'
+    call = f'DOCTOR_PARTS[{name!r}](*{[arg] if arg else []!r})'
+    code = f'import json; from llm_augment.cli import DOCTOR_PARTS; print(json.dumps({call}))'
     try: out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired: return False, '', f'no answer within {timeout:.0f} s'
-    if out.returncode == 0: facts = json.loads(out.stdout.strip().splitlines()[-1]); return True, facts['version'], facts['detail']
+    if out.returncode == 0:
+        facts = json.loads(out.stdout.strip().splitlines()[-1])
+        return True, facts['version'], facts['detail']
     if out.returncode < 0: return False, '', f'crashed ({signal.Signals(-out.returncode).name}): {CRASH_HINTS[name]}'
     last = (out.stderr.strip().splitlines() or ['exit code ' + str(out.returncode)])[-1]
     return False, '', last.split(': ', 1)[-1] if 'Error' in last.split(':')[0] else last
@@ -314,7 +347,7 @@ def run_part(name:str, # a key of `DOCTOR_PARTS`
 
 # %% ../nbs/09_cli.ipynb #feb35aac
 def doctor_arguments(parser):
-    parser.add_argument('--model', default=None, help='GGUF file of the local generator (default: the embedded SmolLM2)')
+    parser.add_argument('--model', default=None, help='GGUF file of the local generator (default: embedded SmolLM2)')
     parser.add_argument('--encoder', default=None, help='encoder path or hub name (default: the embedded MiniLM-L6)')
     parser.add_argument('--kernel', default='python3', help='Jupyter kernel that sweeps run in (default: python3)')
 
@@ -325,18 +358,20 @@ def doctor(args:argparse.Namespace) -> int:
     amx = sorted(f for f in cpu_flags() if f.startswith('amx'))
     print(f"{'cpu':<10} {'AMX: ' + ' '.join(amx) if amx else 'no AMX'}")
     results = [(name, *run_part(name, arg)) for name, arg in zip(DOCTOR_PARTS, (args.model, args.encoder, args.kernel))]
-    for name, ok, version, detail in results: print(f"{name:<10} {'OK' if ok else 'FAILED':<7} {version + ': ' if version else ''}{detail}")
+    for name, ok, version, detail in results:
+        print(f"{name:<10} {'OK' if ok else 'FAILED':<7} {version + ': ' if version else ''}{detail}")
     return 0 if all(ok for _, ok, *_ in results) else 1
 
 
 # %% ../nbs/09_cli.ipynb #8ae3d6f4
 DEMO_SWEEP = dict(name='demo', notebook=['size'], grid={}, seeds=[0, 1, 2], base=dict(
-    data_path='ncte_uptake', task='ncte_uptake', backend=['local', 'oracle', 'label_noise'], n_human=50, n_synthetic=[0, 100],
-    generation_seed=0, calls_per_label=10, max_test_rows=300, epochs=3, max_length=64, n_boot=1000))
+    data_path='ncte_uptake', task='ncte_uptake', backend=['local', 'oracle', 'label_noise'], n_human=50,
+    n_synthetic=[0, 100], generation_seed=0, calls_per_label=10, max_test_rows=300, epochs=3, max_length=64, n_boot=1000))
 
 def demo_arguments(parser):
     parser.add_argument('--root', default='runs', help='parent folder of the demo sweep (default: runs)')
-    parser.add_argument('--publish', default=None, help='also copy the executed notebooks and report into this docs folder (e.g. nbs/demo)')
+    parser.add_argument('--publish', default=None,
+                        help='also copy the executed notebooks and report into this docs folder (e.g. nbs/demo)')
 
 @subcommand('demo', 'the main job: check the machine, then a small study with controls on real data', demo_arguments)
 def demo(args:argparse.Namespace) -> int:

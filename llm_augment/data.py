@@ -16,11 +16,12 @@ from sklearn.metrics import cohen_kappa_score
 from sklearn.model_selection import train_test_split
 
 # %% auto #0
-__all__ = ['CORE_COLUMNS', 'PROVENANCE_DTYPES', 'PROVENANCE_COLUMNS', 'PROMPT_KEYS', 'TASK_KEYS', 'PERSON_COLUMNS',
+__all__ = ['CORE_COLUMNS', 'PROVENANCE_DTYPES', 'PROVENANCE_COLUMNS', 'PROMPT_KEYS', 'TODO', 'TASK_KEYS', 'PERSON_COLUMNS',
            'DATASHOP_COLUMNS', 'BUNDLED', 'SPLIT_PRESETS', 'rater_columns', 'to_schema', 'DataError', 'DataWarning',
            'shared_data', 'TaskSpec', 'builtin_tasks', 'load_task', 'read_table', 'load_responses', 'load_datashop',
            'example_data_path', 'normalise', 'text_keys', 'row_persons', 'split_groups', 'Splits', 'split_data',
-           'cross_split_duplicates', 'task_for_item', 'task_specs', 'task_for_row', 'rater_agreement', 'check_data']
+           'cross_split_duplicates', 'draft_task', 'task_for_item', 'task_specs', 'task_for_row', 'rater_agreement',
+           'check_data']
 
 # %% ../nbs/00_data.ipynb #626c7b86
 CORE_COLUMNS = ['text', 'label', 'source', 'item']
@@ -107,6 +108,17 @@ class TaskSpec:
         return template.format(**fields).strip()
 
 # %% ../nbs/00_data.ipynb #187952d7
+TODO = 'TODO' # marks a drafted field that a person must write
+
+def _todo_fields(spec:dict, prefix:str='') -> list[str]:
+    "The dotted names of the fields of a task mapping that still start with `TODO`."
+    found = []
+    for key, value in (spec.items() if isinstance(spec, dict) else enumerate(spec)):
+        name = f'{prefix}{key}'
+        if isinstance(value, (dict, list)): found += _todo_fields(value, f'{name}.')
+        elif str(value).strip().startswith(TODO): found.append(name)
+    return found
+
 TASK_KEYS = ['name', 'scenario', 'question', 'labels', 'examples', 'personas', 'prompts']
 
 def builtin_tasks() -> list[str]:
@@ -124,6 +136,7 @@ def _check_task_keys(spec, path):
     if not isinstance(spec, dict): raise DataError(f"{path}: a task file must be a YAML mapping with keys name, scenario, question, labels")
     if unknown := [k for k in spec if k not in TASK_KEYS]: raise DataError(f"{path}: unknown task keys {unknown}; allowed: {', '.join(TASK_KEYS)}")
     if missing := [k for k in TASK_KEYS[:4] if not spec.get(k)]: raise DataError(f"{path}: missing task keys {missing}")
+    if todo := _todo_fields(spec): raise DataError(f"{path}: fill the TODO fields {todo}, then check again")
     if unknown := [k for k in (spec.get('prompts') or {}) if k not in PROMPT_KEYS]:
         raise DataError(f"{path}: unknown prompt templates {unknown}; allowed: {', '.join(PROMPT_KEYS)}")
 
@@ -442,6 +455,23 @@ def cross_split_duplicates(splits:Splits|tuple # a `Splits` (train + valid again
     person, known = row_persons(test), set(row_persons(train)) - {''}
     return dict(text_copies=float(text_keys(test).isin(set(text_keys(train))).mean()),
                 person_overlap=float(person.isin(known).mean()) if (person != '').any() else float('nan'))
+
+# %% ../nbs/00_data.ipynb #5fbab9a2
+def draft_task(df:pd.DataFrame, # human-coded rows in the schema (with `question` when the data has one)
+               name:str, # the task's short identifier
+               n_examples:int=2, # real responses shown per label
+               seed:int=0, # draws the examples
+              ) -> str:
+    "A task spec YAML drafted from `df`, with `TODO` where a person must write."
+    questions = df['question'].dropna().astype(str).unique() if 'question' in df else []
+    examples = {int(l): g['text'].sample(min(n_examples, len(g)), random_state=seed).tolist() for l, g in df.groupby('label')}
+    spec = dict(name=name, scenario=f'{TODO}: who answers, in which setting, and why',
+                question=questions[0] if len(questions) == 1 else f'{TODO}: the open-ended question the responses answer',
+                labels={l: f'{TODO}: what a response coded {l} does' for l in sorted(examples)}, examples=examples)
+    note = (f"# Drafted by `llm_augment task new` from {len(df)} rows ({df['item'].nunique()} items). Write every {TODO} line.\n"
+            "# The examples are REAL rows of the data: generation never keeps a copy of them, but they can sit in a test split;\n"
+            "# replace them with responses of your own to keep prompts and test rows apart.\n")
+    return note + yaml.safe_dump(spec, sort_keys=False, allow_unicode=True, width=100)
 
 # %% ../nbs/00_data.ipynb #bedb1e7a
 def _item_criteria(reference:str) -> dict:
