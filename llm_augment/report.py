@@ -213,6 +213,7 @@ def noise_sentence(framed:pd.DataFrame, results:pd.DataFrame) -> str:
     "What the intervals cover, per family, over how many seeds and test rows."
     covers = framed.dropna(subset=['noise']).groupby('family', sort=False)['noise'].first()
     what = '; '.join(f"{n} ({'LLM arms' if f == 'augmented' else f})" for f, n in covers.items())
+    if not what: return 'No arm could be compared, so there is no interval.'
     return (f"The intervals cover {what}, over {results['seed'].nunique()} seeds with {int(results['n_test'].min())} "
             "or more test rows each; adjusted intervals hold at 95% together within each family of one run.")
 

@@ -22,7 +22,7 @@ def test_an_arm_is_compared_with_exactly_its_own_human_rows(tmp_path):
 
 
 @pytest.mark.parametrize('fields, fix', [
-    (dict(n_human=60, synthetic_share=[0, 0.5, 0.8]), 'write total: N'),
+    (dict(n_human=60, synthetic_share=[0, 0.5, 0.8]), 'drop n_human and write total: N'),
     (dict(synthetic_share=[0.5], n_synthetic=[10]), 'keep one'),
     (dict(total=60), 'add synthetic_share'),
     (dict(backend=['local', 'openai']), 'one LLM backend per run'),
