@@ -321,7 +321,7 @@ def write_report(folder, # a run or sweep folder with results.parquet and gains.
 # %% ../nbs/08_report.ipynb #841f5879
 def publish(folder, # a sweep folder with `*/notebook.ipynb` and `report.ipynb`
             docs_dir) -> list: # a folder of `nbs/`, e.g. `nbs/demo`
-    "Copy a sweep's executed cell notebooks and report into `docs_dir`, marked not to re-execute; returns the copies."
+    "Copy a sweep's executed notebooks and report into `docs_dir`, not to re-execute, the sweep folder's path shown as its name."
     import nbformat
     folder, docs_dir = Path(folder), Path(docs_dir)
     docs_dir.mkdir(parents=True, exist_ok=True)
@@ -329,7 +329,8 @@ def publish(folder, # a sweep folder with `*/notebook.ipynb` and `report.ipynb`
     copies = []
     for src, name in sources + [(folder/'report.ipynb', 'report.ipynb')]:
         if not src.exists(): continue
-        nb = nbformat.read(src, as_version=4)
+        nb = nbformat.reads(src.read_text().replace(str(folder.resolve()), folder.name), as_version=4) # no machine path
         nb.cells.insert(0, nbformat.v4.new_raw_cell('---\nskip_exec: true\n---'))
         nbformat.write(nb, docs_dir/name); copies.append(docs_dir/name)
     return copies
+

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from llm_augment.data import DataError
-from llm_augment.report import control_table, headline, read_tables, write_report
+from llm_augment.report import control_table, headline, publish, read_tables, write_report
 
 NOISE = 'test rows + training seeds'
 RESULTS = pd.DataFrame({'seed': [0, 0, 1, 1], 'n_test': [60, 60, 64, 64]})
@@ -91,3 +91,13 @@ def test_write_report_executes_a_report_without_machine_paths(control_run):
         png = folder/'charts'/f'{name}.png'
         assert png.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n' and png.stat().st_size > 5_000
     assert nb.cells[0].source.startswith('# Controls\n\n> 5 arms, 2 seeds, 1 cell(s)')
+
+
+def test_published_notebooks_show_no_machine_path(tmp_path):
+    import nbformat
+    folder = tmp_path/'runs'/'demo'; (folder/'size').mkdir(parents=True)
+    cell = nbformat.v4.new_code_cell(f"out_dir = \"{folder.resolve()}/size\"")
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell]), folder/'size'/'notebook.ipynb')
+    copies = publish(folder, tmp_path/'docs')
+    text = copies[0].read_text()
+    assert str(tmp_path) not in text and 'out_dir = \\"demo/size\\"' in text and 'skip_exec: true' in text
