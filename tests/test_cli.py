@@ -7,8 +7,13 @@ import pytest
 from llm_augment.data import CORE_COLUMNS, PROVENANCE_COLUMNS, example_data_path
 
 
+def run_cli(*args, env=None):
+    return subprocess.run([sys.executable, '-m', 'llm_augment.cli', *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=900)
+
+
 def cli(*args, env=None):
-    out = subprocess.run([sys.executable, '-m', 'llm_augment.cli', *map(str, args)], capture_output=True, text=True, env=env, timeout=900)
+    out = run_cli(*args, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout
 
@@ -28,32 +33,43 @@ def new_requests(stdout): return int(re.search(r'LLM: (\d+) new requests', stdou
 
 
 @pytest.fixture(scope='module')
-def synthetic(workdir, cli_env):
+def generated(workdir, cli_env):
     "A small pool from `llm_augment generate`, run twice: the second run must be free."
+    out = workdir/'generated.csv'
+    args = ['generate', '--out', out, '--calls-per-label', 3, '--responses-per-call', 5]
+    return out, run_cli(*args, env=cli_env), run_cli(*args, env=cli_env)
+
+
+@pytest.fixture(scope='module')
+def synthetic(workdir):
+    "A synthetic file as `generate` writes one, of known rows: 8 example responses per label, marked synthetic."
+    rows = pd.read_csv(example_data_path()).groupby('label').head(8)
     out = workdir/'synthetic.csv'
-    args = ['generate', '--out', out, '--calls-per-label', 2, '--responses-per-call', 5]
-    first = cli(*args, env=cli_env)
-    second = cli(*args, env=cli_env)
-    return out, first, second
+    rows.assign(source='synthetic', backend='local', model='SmolLM2-135M-Instruct.Q4_1', temperature=0.7).to_csv(out, index=False)
+    return out
 
 
-def test_generate_writes_schema_rows_and_funnel_and_reruns_free(synthetic):
-    out, first, second = synthetic
+def test_generate_writes_schema_rows_and_funnel_and_reruns_free(generated):
+    out, first, second = generated
     rows = pd.read_csv(out)
+    # A label the pool has no row of is one line on stderr and exit 1; the file and the cache are written either way.
+    missing = {0, 1} - set(rows['label'])
+    assert first.returncode == second.returncode == (1 if missing else 0) and ('no row of label' in first.stderr) == bool(missing)
+    first, second = first.stdout, second.stdout
     assert list(rows.columns[:len(CORE_COLUMNS)]) == CORE_COLUMNS and set(PROVENANCE_COLUMNS) <= set(rows.columns)
-    assert set(rows['source']) == {'synthetic'} and set(rows['label']) <= {0, 1} and len(rows) > 0
+    assert set(rows['source']) <= {'synthetic'} and set(rows['label']) <= {0, 1}
     assert (rows['backend'] == 'local').all() and (rows['temperature'] == 0.7).all()
     funnel = pd.read_csv(out.with_suffix('.funnel.csv'))
-    assert funnel['calls'].sum() == 4 and (funnel['after_leakage'] <= funnel['parsed']).all()
-    assert new_requests(first) == 4 and new_requests(second) == 0
+    assert funnel['calls'].sum() == 6 and funnel['after_leakage'].sum() == len(rows)
+    assert new_requests(first) == 6 and new_requests(second) == 0
 
 
 def test_filter_judges_every_row_and_keeps_only_consistent_ones(synthetic, workdir, cli_env):
     kept = workdir/'kept.csv'
-    out = subprocess.run([sys.executable, '-m', 'llm_augment.cli', 'filter', str(synthetic[0]), '--out', str(kept)],
+    out = subprocess.run([sys.executable, '-m', 'llm_augment.cli', 'filter', str(synthetic), '--out', str(kept)],
                          capture_output=True, text=True, env=cli_env, timeout=900)
     judged, rows = pd.read_csv(kept.with_suffix('.judged.csv')), pd.read_csv(kept)
-    assert len(judged) == len(pd.read_csv(synthetic[0])) and judged['judge_votes'].notna().all()
+    assert len(judged) == len(pd.read_csv(synthetic)) and judged['judge_votes'].notna().all()
     assert (rows['judge_label'] == rows['label']).all() and len(rows) == (judged['judge_label'] == judged['label']).sum()
     # The kept file is written either way; a label the judge left no row of is one line on stderr and exit 1.
     missing = set(judged['label']) - set(rows['label'])
@@ -73,7 +89,7 @@ def test_filter_judges_each_row_with_its_items_rubric(shared):
 
 def test_train_then_predict_from_the_command_line(synthetic, workdir, cli_env):
     model = workdir/'model'
-    stdout = cli('train', '--synthetic', synthetic[0], '--n-synthetic', 4, '--model-dir', model, '--epochs', 1,
+    stdout = cli('train', '--synthetic', synthetic, '--n-synthetic', 4, '--model-dir', model, '--epochs', 1,
                  '--max-length', 32, '--n-boot', 50, env=cli_env)
     assert re.search(r'trained on 36 rows \(4 synthetic\)', stdout)
     auc = float(re.search(r'\bauc\s+([0-9.]+)', stdout).group(1))
