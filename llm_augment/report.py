@@ -35,6 +35,7 @@ def arm_labels(table:pd.DataFrame, # results or gains rows
                drop=()) -> pd.Series: # columns to leave out of the names
     "Short arm names: the cell (when several) and the axis values that vary in `table`."
     keys = [c for c in ['cell', *AXES] if c not in drop and varies(table, c)] or ['backend']
+    if table.empty: return pd.Series(dtype=str, name='label') # e.g. a cell whose only arm is human-only
     name = lambda row: ', '.join(f'{k}={v}' for k, v in row.items() if pd.notna(v) and v != '')
     return table[keys].apply(name, axis=1).rename('label')
 

@@ -101,3 +101,13 @@ def test_published_notebooks_show_no_machine_path(tmp_path):
     copies = publish(folder, tmp_path/'docs')
     text = copies[0].read_text()
     assert str(tmp_path) not in text and 'out_dir = \\"demo/size\\"' in text and 'skip_exec: true' in text
+
+
+def test_a_run_with_no_arm_that_adds_rows_still_reports():
+    "A sweep cell whose only arm is human-only (synthetic share 0) has an empty gains table: charts and headline still work."
+    from llm_augment.report import gain_chart
+    from llm_augment.experiment import GAIN_COLUMNS  # the columns every gains table has
+    empty = pd.DataFrame(columns=GAIN_COLUMNS)
+    results = pd.DataFrame({'seed': [0], 'n_test': [80], 'backend': ['human']})
+    assert gain_chart(empty).to_dict()['$schema'].startswith('https://vega.github.io')
+    assert 'No arm could be compared' in headline(empty, results)
