@@ -123,7 +123,7 @@ def test_ray_executor_matches_local(env):
 def test_sweep_on_a_real_dataset_writes_results_and_charts(env, shared):
     data = shared('mohler_asag')
     base = {'data_path': str(data), 'item_col': 'item', 'items': ['Q1.1', 'Q1.2', 'Q1.3'], 'n_synthetic': [0, 6]}
-    spec = write_sweep(env/'real.yaml', 'real', {'temperatures': [0.7]}, base=base, notebook='size')
+    spec = write_sweep(env/'real.yaml', 'real', {'temperature': [0.7]}, base=base, notebook='size')
     sweep = load_sweep(spec, root=str(env/'runs'))
     status = run_sweep(sweep, progress=False)
     assert (status['status'] == 'done').all(), (env/'runs'/'real').glob('*/error.txt')
