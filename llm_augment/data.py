@@ -18,10 +18,10 @@ from sklearn.model_selection import train_test_split
 # %% auto #0
 __all__ = ['CORE_COLUMNS', 'PROVENANCE_DTYPES', 'PROVENANCE_COLUMNS', 'PROMPT_KEYS', 'TODO', 'TASK_KEYS', 'PERSON_COLUMNS',
            'DATASHOP_COLUMNS', 'BUNDLED', 'SPLIT_PRESETS', 'rater_columns', 'to_schema', 'DataError', 'DataWarning',
-           'shared_data', 'TaskSpec', 'builtin_tasks', 'load_task', 'read_table', 'load_responses', 'load_datashop',
-           'example_data_path', 'normalise', 'text_keys', 'row_persons', 'split_groups', 'Splits', 'split_data',
-           'cross_split_duplicates', 'draft_task', 'task_for_item', 'task_specs', 'task_for_row', 'rater_agreement',
-           'check_data']
+           'shared_data', 'TaskSpec', 'builtin_tasks', 'task_file', 'load_task', 'read_table', 'load_responses',
+           'load_datashop', 'example_data_path', 'normalise', 'text_keys', 'row_persons', 'split_groups', 'Splits',
+           'split_preset', 'split_data', 'cross_split_duplicates', 'draft_task', 'task_for_item', 'task_specs',
+           'task_for_row', 'rater_agreement', 'check_data']
 
 # %% ../nbs/00_data.ipynb #626c7b86
 CORE_COLUMNS = ['text', 'label', 'source', 'item']
@@ -125,7 +125,8 @@ def builtin_tasks() -> list[str]:
     "Names of the task specs shipped in `llm_augment/tasks/`."
     return sorted(p.stem for p in (_package_dir()/'tasks').glob('*.yaml'))
 
-def _task_path(task:str) -> Path:
+def task_file(task:str # a built-in task name or the path of a task YAML
+             ) -> Path:
     "The YAML file behind a built-in task name or a path."
     if Path(task).suffix in ('.yaml', '.yml') or Path(task).exists(): return Path(task)
     if task in builtin_tasks(): return _package_dir()/'tasks'/f'{task}.yaml'
@@ -144,7 +145,7 @@ def load_task(task:str|Path|TaskSpec='cultural_competence' # built-in name, YAML
              ) -> TaskSpec:
     "Read a task spec from a built-in name or a YAML file."
     if isinstance(task, TaskSpec): return task
-    path = _task_path(str(task))
+    path = task_file(str(task))
     if not path.is_file(): raise DataError(f"{path}: no such task file")
     try: spec = yaml.safe_load(path.read_text(encoding='utf-8'))
     except yaml.YAMLError as e: raise DataError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
@@ -383,7 +384,8 @@ class Splits(namedtuple('Splits', 'train valid test')):
 SPLIT_PRESETS = {'grouped': (1/3, True), 'grouped-half': (1/2, True), 'paper': (1/3, False), 'half': (1/2, False),
                  'given': (None, True)} # preset -> (share of rows for train+valid, keep split groups whole)
 
-def _preset(preset:str|float) -> tuple:
+def split_preset(preset:str|float # a name in `SPLIT_PRESETS`, or a train share for a grouped split
+                ) -> tuple:
     "Train share (None: the `split` column) and whether groups stay whole, for a preset name or a share."
     if not isinstance(preset, str): return float(preset), True
     if preset not in SPLIT_PRESETS:
@@ -440,7 +442,7 @@ def split_data(df:pd.DataFrame, # human-coded rows in the schema
                control:int=0 # rows held apart first for the controls (0: an empty pool)
               ) -> Splits:
     "Stratified, seeded train/valid/test split and control pool; valid is carved out of train. Row indices are kept."
-    share, grouped = _preset(preset)
+    share, grouped = split_preset(preset)
     train, test = _given(df) if share is None else (df, None)
     pool, train = _hold_apart(train, control, seed, grouped)
     if test is None: train, test = _draw(train, share, seed, grouped)

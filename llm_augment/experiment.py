@@ -14,7 +14,7 @@ import numpy as np, pandas as pd, yaml
 
 import llm_augment
 from . import __version__
-from .data import (DataError, Splits, BUNDLED, load_responses, example_data_path, split_data, task_specs,
+from .data import (DataError, Splits, BUNDLED, load_responses, example_data_path, split_data, split_preset, task_file, task_specs,
                               cross_split_duplicates)
 from .evaluate import METRICS, score, paired_gains, SeedRun
 from .llm import LLM
@@ -26,13 +26,13 @@ from .train import train_classifier
 # %% auto #0
 __all__ = ['STEPS', 'LLM_BACKENDS', 'CONTROLS', 'FIELDS', 'AXES', 'HUMAN_ONLY', 'GAIN_COLUMNS', 'THREAD_VARIABLES', 'knob',
            'ExperimentConfig', 'config_fields', 'check_config', 'config_from_dict', 'config_from_namespace',
-           'load_config', 'save_config', 'arms', 'arm_name', 'arm_matches', 'arm_sizes', 'label_needs', 'load_human',
-           'control_rows', 'split_for', 'make_llms', 'pool_seed', 'control_pool', 'flip_labels', 'shortfall',
-           'more_calls', 'llm_pool', 'backend_pools', 'arm_training_set', 'training_settings', 'predict_test',
-           'flat_scores', 'run_arm', 'run_seed', 'family_gains', 'failed_arms', 'arm_gains', 'Experiment',
-           'run_experiment', 'save_results', 'Sweep', 'load_sweep', 'expand', 'experiments_dir', 'notebook_path',
-           'cell_fingerprint', 'stale_reason', 'crash_note', 'cpu_budget', 'run_cell', 'arm_failures', 'run_local',
-           'run_ray', 'collect_results', 'run_sweep']
+           'load_config', 'save_config', 'arms', 'arm_name', 'arm_matches', 'arm_sizes', 'label_needs', 'data_file',
+           'load_human', 'control_rows', 'split_for', 'make_llms', 'pool_seed', 'control_pool', 'flip_labels',
+           'shortfall', 'more_calls', 'llm_pool', 'backend_pools', 'arm_training_set', 'training_settings',
+           'predict_test', 'flat_scores', 'run_arm', 'run_seed', 'family_gains', 'failed_arms', 'arm_gains',
+           'Experiment', 'run_experiment', 'save_results', 'Sweep', 'load_sweep', 'expand', 'experiments_dir',
+           'notebook_path', 'cell_fingerprint', 'stale_reason', 'crash_note', 'cpu_budget', 'run_cell', 'arm_failures',
+           'run_local', 'run_ray', 'collect_results', 'run_sweep']
 
 # %% ../nbs/07_experiment.ipynb #2140e28d
 STEPS = ('data', 'generate', 'judge', 'mix', 'train', 'evaluate', 'run')
@@ -182,29 +182,36 @@ def label_needs(cfg:ExperimentConfig, arm:dict, train:pd.DataFrame) -> dict:
     return {int(l): int((order == l).sum()) for l in shares}
 
 # %% ../nbs/07_experiment.ipynb #55ec7696
+def data_file(cfg:ExperimentConfig) -> Path:
+    "The file of human-coded rows `cfg` names: its `data_path`, or the bundled set of that name ('': the illustrative one)."
+    return example_data_path(cfg.data_path or 'cultural_competence') if cfg.data_path in ('', *BUNDLED) else Path(cfg.data_path)
+
 def load_human(cfg:ExperimentConfig) -> pd.DataFrame:
     "The human-coded rows named by `cfg`, restricted to `cfg.items` when given."
-    path = example_data_path(cfg.data_path or 'cultural_competence') if cfg.data_path in ('', *BUNDLED) else cfg.data_path
+    path = data_file(cfg)
     human = load_responses(path, text_col=cfg.text_col, label_col=cfg.label_col, item_col=cfg.item_col or None,
                            person_col=cfg.person_col or None)
     if cfg.items: human = human[human['item'].isin([str(i) for i in _listify(cfg.items)])].reset_index(drop=True)
     if human.empty: raise DataError(f"{path}: no rows left for items {cfg.items}")
     return human
 
-def control_rows(cfg:ExperimentConfig, n_human:int) -> int:
-    "Rows the control pool must hold for the largest control arm (0 without control arms)."
-    need = [arm_sizes(cfg, a, n_human)[1] for a in arms(cfg) if a['backend'] in CONTROLS]
+def control_rows(cfg:ExperimentConfig, human:pd.DataFrame) -> int:
+    "Rows the control pool must hold for the largest control arm (0 without control arms), sized before the split."
+    share = split_preset(cfg.split)[0]
+    if share is None: share = (human['split'] == 'train').mean() # preset 'given': the data's own train share
+    n_train = round(len(human) * share * (1 - cfg.valid_share)) # the human training rows a split leaves, at most
+    need = [arm_sizes(cfg, a, n_train)[1] for a in arms(cfg) if a['backend'] in CONTROLS]
     return math.ceil(max(need) * 1.05) + 2 if need else 0 # a little slack for rounding of the label shares
 
 def split_for(cfg:ExperimentConfig, seed:int, human:pd.DataFrame|None=None):
     "The train/valid/test split (and control pool) of the human data at `seed`, as every command and run draws it."
     human = load_human(cfg) if human is None else human
-    control = control_rows(cfg, round(len(human) / 3)) # sized before the split, from the share a split trains on
-    splits = split_data(human, preset=cfg.split, valid_share=cfg.valid_share, seed=seed, control=control)
+    splits = split_data(human, preset=cfg.split, valid_share=cfg.valid_share, seed=seed, control=control_rows(cfg, human))
     if cfg.max_test_rows is None or len(splits.test) <= cfg.max_test_rows: return splits
     share = cfg.max_test_rows / len(splits.test)
     test = splits.test.groupby('label', group_keys=False).sample(frac=share, random_state=seed)
     return Splits(splits.train, splits.valid, test.sort_index(), control=splits.control)
+
 
 # %% ../nbs/07_experiment.ipynb #1d152fdf
 def make_llms(cfg:ExperimentConfig) -> tuple:
@@ -495,12 +502,16 @@ def notebook_path(name) -> Path:
 
 
 # %% ../nbs/07_experiment.ipynb #f9cdc60e
+def _digest(path:Path) -> str: return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
 def cell_fingerprint(cell:dict) -> dict: # a cell from `expand`
-    "Everything a cell's results depend on: the resolved config, the notebook's digest and the package version."
+    "Everything a cell's results depend on: the resolved config, the digests of its notebook, data and task files, and the package version."
     where = ('out_dir', 'prediction_cache') # where results go changes no result
-    config = asdict(config_from_dict({k: v for k, v in cell['params'].items() if k not in where}, cell['cell']))
-    notebook = hashlib.sha256(notebook_path(cell['notebook']).read_bytes()).hexdigest()[:16]
-    return json.loads(json.dumps(dict(config=config, notebook=notebook, version=__version__), default=str))
+    cfg = config_from_dict({k: v for k, v in cell['params'].items() if k not in where}, cell['cell'])
+    inputs = dict(notebook=notebook_path(cell['notebook']), data=data_file(cfg))
+    if not cfg.item_col: inputs['task'] = task_file(cfg.task) # per-item specs come from the data file
+    digests = {k: _digest(p) if Path(p).is_file() else 'missing' for k, p in inputs.items()}
+    return json.loads(json.dumps(dict(config=asdict(cfg), **digests, version=__version__), default=str))
 
 def stale_reason(out:Path, fingerprint:dict) -> str|None:
     "None when `out` holds finished results of exactly `fingerprint`; else what differs ('' when never finished)."
@@ -508,7 +519,7 @@ def stale_reason(out:Path, fingerprint:dict) -> str|None:
     try: old = json.loads((out/'fingerprint.json').read_text())
     except (OSError, ValueError): return 'no fingerprint'
     changed = [k for k in fingerprint['config'] if old.get('config', {}).get(k) != fingerprint['config'][k]]
-    changed += [k for k in ('notebook', 'version') if old.get(k) != fingerprint[k]]
+    changed += [f'{k} file' if k in ('data', 'task') else k for k in fingerprint if k != 'config' and old.get(k) != fingerprint[k]]
     return ', '.join(changed) or None
 
 
