@@ -16,9 +16,9 @@ __all__ = ['Command', 'COMMANDS', 'GROUPS', 'GAIN_COLUMNS', 'DOCTOR_PARTS', 'CRA
            'data_check_arguments', 'data_check', 'task_new_arguments', 'task_new', 'config_arguments',
            'config_from_args', 'run', 'write_rows', 'read_rows', 'llm_setup', 'finish_pool', 'generate_arguments',
            'generate_command', 'filter_arguments', 'filter_command', 'train_arguments', 'train_command',
-           'predict_arguments', 'predict_command', 'sweep_arguments', 'finish_sweep', 'sweep', 'report_arguments',
-           'report', 'check_llama', 'check_encoder', 'check_kernel', 'run_part', 'doctor_arguments', 'doctor',
-           'demo_arguments', 'demo', 'build_parser', 'main']
+           'predict_arguments', 'predict_command', 'sweep_arguments', 'report_options', 'finish_sweep', 'sweep',
+           'report_arguments', 'report', 'check_llama', 'check_encoder', 'check_kernel', 'run_part', 'doctor_arguments',
+           'doctor', 'demo_arguments', 'demo', 'build_parser', 'main']
 
 # %% ../nbs/09_cli.ipynb #715a31c8
 Command = namedtuple('Command', 'run add_arguments help')
@@ -250,9 +250,18 @@ def sweep_arguments(parser):
     parser.add_argument('--executor', default='local', choices=['local', 'ray'], help='where cells run')
     parser.add_argument('--workers', type=int, default=1, help='parallel cells (local process pool, or Ray CPUs)')
     parser.add_argument('--address', default=None, help='Ray cluster address (default: RAY_ADDRESS, or a local Ray)')
+    report_options(parser)
 
-def finish_sweep(sweep, status:pd.DataFrame) -> int:
-    "Print the cells' status, collect the tables, write the report and print its headline; 1 unless all went well."
+def report_options(parser):
+    "The options of the report a sweep ends with (shared by `sweep`, `report` and `demo`)."
+    from llm_augment.report import PRICE_PER_RESPONSE
+    parser.add_argument('--price-per-response', type=float, default=PRICE_PER_RESPONSE,
+                        help=f'USD per human-coded response, for a study\'s cost (default {PRICE_PER_RESPONSE}: an assumption)')
+    parser.add_argument('--publish', default=None,
+                        help='also copy the executed notebooks and report into this docs folder (e.g. nbs/studies/mine)')
+
+def finish_sweep(sweep, status:pd.DataFrame, args:argparse.Namespace) -> int: # args of `report_options`
+    "Print the cells' status, collect the tables, write (and publish) the report, print its headline; 1 unless all went well."
     from llm_augment.report import write_report, headline
     from llm_augment.experiment import collect_results
     print(status.drop(columns=['error'], errors='ignore').to_string(index=False))
@@ -260,9 +269,12 @@ def finish_sweep(sweep, status:pd.DataFrame) -> int:
     for r in unwell.itertuples(): print(f'{r.status}: {r.cell}: {r.error} (see {sweep.folder/r.cell})')
     if (status['status'] == 'failed').all(): return 1
     results, gains = collect_results(sweep.folder)
-    report = write_report(sweep.folder)
+    report = write_report(sweep.folder, price_per_response=args.price_per_response)
     print(headline(gains, results))
     print(f"results: {sweep.folder/'results.csv'}  gains: {sweep.folder/'gains.csv'}  report: {report}")
+    if args.publish and unwell.empty:
+        from llm_augment.report import publish
+        print(f'published {len(publish(sweep.folder, args.publish))} notebooks to {args.publish}')
     return 1 if len(unwell) else 0
 
 # %% ../nbs/09_cli.ipynb #47892805
@@ -271,17 +283,20 @@ def sweep(args:argparse.Namespace) -> int:
     "Run a sweep file and report it."
     from llm_augment.experiment import load_sweep, run_sweep
     grid = load_sweep(args.grid, root=args.root)
-    return finish_sweep(grid, run_sweep(grid, executor=args.executor, workers=args.workers, address=args.address))
+    return finish_sweep(grid, run_sweep(grid, executor=args.executor, workers=args.workers, address=args.address), args)
 
-def report_arguments(parser): parser.add_argument('folder', help='a sweep folder, e.g. runs/demo')
+def report_arguments(parser):
+    parser.add_argument('folder', help='a sweep folder, e.g. runs/demo')
+    report_options(parser)
 
 @subcommand('report', 'write charts and the report notebook of a sweep folder', report_arguments)
 def report(args:argparse.Namespace) -> int:
     "Collect a sweep folder's tables again and rebuild its report."
     from llm_augment.experiment import collect_results
-    from llm_augment.report import write_report
+    from llm_augment.report import write_report, publish
     collect_results(args.folder)
-    print(f'report: {write_report(args.folder)}')
+    print(f'report: {write_report(args.folder, price_per_response=args.price_per_response)}')
+    if args.publish: print(f'published {len(publish(args.folder, args.publish))} notebooks to {args.publish}')
     return 0
 
 # %% ../nbs/09_cli.ipynb #9de5456f
@@ -370,8 +385,7 @@ DEMO_SWEEP = dict(name='demo', notebook=['size'], grid={}, seeds=[0, 1, 2], base
 
 def demo_arguments(parser):
     parser.add_argument('--root', default='runs', help='parent folder of the demo sweep (default: runs)')
-    parser.add_argument('--publish', default=None,
-                        help='also copy the executed notebooks and report into this docs folder (e.g. nbs/demo)')
+    report_options(parser)
 
 @subcommand('demo', 'the main job: check the machine, then a small study with controls on real data', demo_arguments)
 def demo(args:argparse.Namespace) -> int:
@@ -382,11 +396,7 @@ def demo(args:argparse.Namespace) -> int:
         print('llm_augment: the demo needs every part OK: see the FAILED line above.', file=sys.stderr); return 1
     grid = Sweep(**DEMO_SWEEP, root=args.root)
     print(f'demo sweep into {grid.folder.absolute()} (the bundled ncte_uptake subset, embedded SmolLM2 and MiniLM-L6)')
-    code = finish_sweep(grid, run_sweep(grid))
-    if args.publish and code == 0:
-        from llm_augment.report import publish
-        print(f'published {len(publish(grid.folder, args.publish))} notebooks to {args.publish}')
-    return code
+    return finish_sweep(grid, run_sweep(grid), args)
 
 # %% ../nbs/09_cli.ipynb #bb61474e
 def _group(groups:dict, path:tuple) -> argparse._SubParsersAction:

@@ -7,7 +7,7 @@ __all__ = ['METRICS', 'check_scores', 'point_estimates', 'bootstrap_indices', 'm
            'confusion_metrics', 'weighted_auc', 'bootstrap_metrics', 'naive_bootstrap', 'ci_table', 'score',
            'summarise_seeds', 'beats', 'check_metric', 'resampled_metric', 'gain_draws', 'percentile_bounds',
            'PairedGain', 'paired_gain', 'simultaneous_level', 'bootstrap_p', 'holm', 'SeedRun', 'check_runs',
-           'seed_gain_draws', 'gain_rows', 'paired_gains', 'gain_table']
+           'seed_gain_draws', 'gain_rows', 'paired_gains', 'gain_table', 'read_off', 'human_equivalence']
 
 # %% ../nbs/01_evaluate.ipynb #0ae3279a
 from typing import NamedTuple
@@ -382,3 +382,35 @@ def gain_table(y_true, # human labels of the test rows, 0 or 1
     "`paired_gains` on one test set: every arm against the baseline on the same resamples."
     one_seed = [SeedRun(y_true, prob_base, arm_probs)]
     return paired_gains(one_seed, n_boot, seed, metric, level, primary, threshold=threshold)
+
+# %% ../nbs/01_evaluate.ipynb #0c2e83a8
+def read_off(sizes, # human training sizes of the curve, increasing
+             curve, # mean human-only AUC at each size
+             target:float, # an arm's mean AUC
+            ) -> float:
+    "The size at which the non-decreasing `curve` reaches `target`, on log size; 0 below the curve, inf above it."
+    curve = np.maximum.accumulate(np.asarray(curve, dtype=float))
+    if target < curve[0]: return 0.0
+    if target > curve[-1]: return np.inf
+    return float(np.exp(np.interp(target, curve, np.log(np.asarray(sizes, dtype=float)))))
+
+
+# %% ../nbs/01_evaluate.ipynb #800add18
+def human_equivalence(curve:pd.DataFrame, # human-only runs: columns n_human, seed, auc (one row per size and seed)
+                      arm_auc:pd.Series, # one arm's test AUC, indexed by seed
+                      n_boot:int=1000, # bootstrap resamples of the seeds
+                      seed:int=0, # random seed of the resamples
+                     ) -> dict:
+    "Human rows whose human-only AUC equals the arm's (`rows`), with a 95% interval over resampled seeds (`lo`, `hi`)."
+    table = curve.pivot_table(index='seed', columns='n_human', values='auc', aggfunc='first').dropna(axis=1)
+    seeds = table.index.intersection(arm_auc.index)
+    if len(seeds) < 2 or table.shape[1] < 2:
+        raise DataError(f"human-label equivalence needs a curve of 2+ sizes and 2+ seeds shared with the arm; "
+                        f"have sizes {list(table.columns)} and seeds {list(seeds)}")
+    sizes, aucs, arm = table.columns.to_numpy(), table.loc[seeds].to_numpy(), arm_auc.loc[seeds].to_numpy()
+    draws = np.random.default_rng(seed).integers(0, len(seeds), (n_boot, len(seeds)))
+    read = [read_off(sizes, aucs[d].mean(0), arm[d].mean()) for d in draws]
+    lo, hi = np.quantile(read, [0.025, 0.975], method='inverted_cdf') # no interpolation: 0 and inf stay as they are
+    return dict(rows=read_off(sizes, aucs.mean(0), arm.mean()), lo=float(lo), hi=float(hi),
+                smallest=int(sizes[0]), largest=int(sizes[-1]), n_seeds=len(seeds))
+

@@ -21,18 +21,18 @@ from .llm import LLM
 from .generate import generate
 from .filter import judge
 from .mix import mix, mix_sizes, label_order, select_synthetic
-from .train import train_classifier
+from .train import train_classifier, tfidf_baseline
 
 # %% auto #0
-__all__ = ['STEPS', 'LLM_BACKENDS', 'CONTROLS', 'FIELDS', 'AXES', 'HUMAN_ONLY', 'GAIN_COLUMNS', 'THREAD_VARIABLES', 'knob',
-           'ExperimentConfig', 'config_fields', 'check_config', 'config_from_dict', 'config_from_namespace',
+__all__ = ['STEPS', 'LLM_BACKENDS', 'CONTROLS', 'COMPARATORS', 'FIELDS', 'AXES', 'HUMAN_ONLY', 'GAIN_COLUMNS', 'THREAD_VARIABLES',
+           'knob', 'ExperimentConfig', 'config_fields', 'check_config', 'config_from_dict', 'config_from_namespace',
            'load_config', 'save_config', 'arms', 'arm_name', 'arm_matches', 'arm_sizes', 'label_needs', 'data_file',
            'load_human', 'control_rows', 'split_for', 'make_llms', 'pool_seed', 'control_pool', 'flip_labels',
            'shortfall', 'more_calls', 'llm_pool', 'backend_pools', 'arm_training_set', 'training_settings',
-           'predict_test', 'flat_scores', 'run_arm', 'run_seed', 'family_gains', 'failed_arms', 'arm_gains',
-           'Experiment', 'run_experiment', 'save_results', 'Sweep', 'load_sweep', 'expand', 'experiments_dir',
-           'notebook_path', 'cell_fingerprint', 'stale_reason', 'crash_note', 'cpu_budget', 'run_cell', 'arm_failures',
-           'run_local', 'run_ray', 'collect_results', 'run_sweep']
+           'predict_test', 'flat_scores', 'comparator_scores', 'run_arm', 'run_seed', 'family_gains', 'failed_arms',
+           'arm_gains', 'Experiment', 'run_experiment', 'save_results', 'Sweep', 'grid_parts', 'load_sweep', 'expand',
+           'experiments_dir', 'notebook_path', 'cell_fingerprint', 'stale_reason', 'crash_note', 'cpu_budget',
+           'run_cell', 'arm_failures', 'run_local', 'run_ray', 'collect_results', 'run_sweep']
 
 # %% ../nbs/07_experiment.ipynb #2140e28d
 STEPS = ('data', 'generate', 'judge', 'mix', 'train', 'evaluate', 'run')
@@ -59,6 +59,7 @@ class ExperimentConfig:
     task: str = knob('cultural_competence', 'data')  # built-in task or task YAML, when item_col is ''
     split: str = knob('grouped', 'data')  # 'grouped' (no text or person on two sides), 'paper' (rows), 'half', 'given'
     valid_share: float = knob(0.2, 'data')  # share of the training split held out for early stopping
+    control_pool: int|None = knob(None, 'data')  # rows held apart for the controls (None: what its control arms need)
     max_test_rows: int|None = knob(None, 'data')  # score on at most this many test rows (stratified, seeded); None: all
     backend: str|list[str] = knob('local', 'generate', axis=True)  # local, openai, or a control: oracle, label_noise
     model: str = knob('', 'generate')  # generator model ('' is the backend's default)
@@ -87,6 +88,7 @@ class ExperimentConfig:
     patience: int = knob(2, 'train')  # epochs without validation AUC gain before stopping
     seeds: list[int] = knob([0], 'evaluate')  # seeds: split, pool (unless generation_seed), mix and training
     n_boot: int = knob(1000, 'evaluate')  # bootstrap resamples for intervals
+    comparators: list[str] = knob([], 'evaluate')  # reference models trained on each arm's human rows: 'tfidf'
     primary: str = knob('', 'evaluate')  # the arm named before the run, e.g. 'synthetic_share=0.8': reported unadjusted
     out_dir: str = knob('runs/experiment', 'run')  # folder for results, pools and predictions
     prediction_cache: str = knob('', 'run')  # folder of cached test predictions ('': out_dir/predictions)
@@ -94,6 +96,7 @@ class ExperimentConfig:
 # %% ../nbs/07_experiment.ipynb #d61bcc64
 LLM_BACKENDS = ('local', 'openai') # generators that are LLMs
 CONTROLS = {'oracle': 'positive', 'label_noise': 'negative'} # control backends and the effect they must show
+COMPARATORS = {'tfidf': tfidf_baseline} # reference models: name -> fit(training rows), with .predict_proba(texts)
 FIELDS = {f.name: f for f in fields(ExperimentConfig)}
 AXES = [name for name, f in FIELDS.items() if f.metadata['axis']]
 
@@ -116,6 +119,8 @@ def check_config(cfg:ExperimentConfig, source:str='config') -> ExperimentConfig:
         raise DataError(f"{source}: synthetic_share and n_synthetic both size the synthetic rows: keep one")
     if cfg.total is not None and not shares:
         raise DataError(f"{source}: total sizes a synthetic_share mix: add synthetic_share, or drop total")
+    if unknown := sorted(set(cfg.comparators) - set(COMPARATORS)):
+        raise DataError(f"{source}: comparators {unknown} unknown: use {', '.join(COMPARATORS)}")
     if unknown := sorted(set(_listify(cfg.backend)) - {*LLM_BACKENDS, *CONTROLS}):
         raise DataError(f"{source}: backend {unknown} unknown: use local, openai, oracle or label_noise")
     if len(set(_listify(cfg.backend)) & set(LLM_BACKENDS)) > 1:
@@ -196,7 +201,8 @@ def load_human(cfg:ExperimentConfig) -> pd.DataFrame:
     return human
 
 def control_rows(cfg:ExperimentConfig, human:pd.DataFrame) -> int:
-    "Rows the control pool must hold for the largest control arm (0 without control arms), sized before the split."
+    "Rows held apart for the controls: `cfg.control_pool`, else what its largest control arm needs (0 without one)."
+    if cfg.control_pool is not None: return cfg.control_pool # fixed, so runs with other arms split alike
     share = split_preset(cfg.split)[0]
     if share is None: share = (human['split'] == 'train').mean() # preset 'given': the data's own train share
     n_train = round(len(human) * share * (1 - cfg.valid_share)) # the human training rows a split leaves, at most
@@ -332,6 +338,14 @@ def flat_scores(y_true, y_prob, n_boot:int=1000, seed:int=0, prefix:str='') -> d
         out.update({f'{prefix}{r.metric}': r.value, f'{prefix}{r.metric}_lo': r.lo, f'{prefix}{r.metric}_hi': r.hi})
     return out
 
+def comparator_scores(cfg:ExperimentConfig, human_rows:pd.DataFrame, splits, seed:int) -> dict:
+    "Test AUC and its bounds (`tfidf_auc`, `tfidf_auc_lo`, ...) of each of `cfg.comparators` fitted on an arm's human rows."
+    out, y = {}, splits.test['label']
+    for name in cfg.comparators:
+        scores = flat_scores(y, COMPARATORS[name](human_rows).predict_proba(splits.test['text']), cfg.n_boot, seed, f'{name}_')
+        out |= {k: v for k, v in scores.items() if k.startswith(f'{name}_auc')}
+    return out
+
 def run_arm(cfg:ExperimentConfig, arm:dict, splits, pool:pd.DataFrame, seed:int) -> tuple:
     "One arm at one seed: its results row, its test probabilities and its baseline's (None when it cannot train)."
     try: train = arm_training_set(cfg, arm, splits, pool, seed)
@@ -341,18 +355,18 @@ def run_arm(cfg:ExperimentConfig, arm:dict, splits, pool:pd.DataFrame, seed:int)
     y, n_human = splits.test['label'], int((train['source'] == 'human').sum())
     row = dict(n_train=len(train), n_human_rows=n_human, n_synthetic_rows=len(train) - n_human, train_seconds=seconds)
     scores = flat_scores(y, probs, cfg.n_boot, seed) | flat_scores(y, base, cfg.n_boot, seed, 'baseline_')
-    return row | scores, probs, base
+    return row | scores | comparator_scores(cfg, train[train['source'] == 'human'], splits, seed), probs, base
 
 # %% ../nbs/07_experiment.ipynb #7078f9a6
 def run_seed(cfg:ExperimentConfig, human:pd.DataFrame, seed:int, llms:tuple, progress:bool=True) -> tuple:
     "Results rows and test predictions of every arm of `cfg` at one seed."
-    splits, out = split_for(cfg, seed, human), Path(cfg.out_dir)
+    splits, out, start = split_for(cfg, seed, human), Path(cfg.out_dir), time.perf_counter()
     pools, funnel = backend_pools(cfg, splits, llms, seed, progress)
     out.mkdir(parents=True, exist_ok=True)
     for backend, pool in pools.items(): pool.to_csv(out/f'pool_{backend}_seed{seed}.csv', index=False)
     if len(funnel): funnel.to_csv(out/f'funnel_seed{seed}.csv', index=False)
     shared = dict(seed=seed, n_test=len(splits.test), test_copies=cross_split_duplicates(splits)['text_copies'],
-                  pool='shared' if cfg.generation_seed is not None else 'per seed')
+                  pool='shared' if cfg.generation_seed is not None else 'per seed', pool_seconds=time.perf_counter() - start)
     rows, predictions = [], []
     for arm in arms(cfg):
         row, probs, base = run_arm(cfg, arm, splits, pools.get(arm['backend'], splits.train.iloc[:0]), seed)
@@ -452,22 +466,28 @@ class Sweep:
     name: str  # sweep name, the folder under `root`
     notebook: list[str]  # experiment notebook name(s) (`ratio`) or paths
     base: dict  # config fields shared by every cell
-    grid: dict  # config fields whose lists become cells
+    grid: dict|list  # config fields whose lists become cells; a list of such dicts (each may name its `part`) adds their cells
     seeds: list[int]  # seeds every cell runs
     root: str = 'runs'  # parent folder of sweeps
 
     @property
     def folder(self) -> Path: return Path(self.root)/self.name
 
+def grid_parts(grid:dict|list|None) -> list[tuple[str, dict]]:
+    "(part name, {field: list of values}) of each part of a sweep grid: one dict (an unnamed part), or a list of them."
+    parts = grid if isinstance(grid, list) else [grid or {}]
+    return [(str(p.get('part', '')), {k: _listify(v) for k, v in p.items() if k != 'part'}) for p in parts]
+
 def load_sweep(path, root:str='runs') -> Sweep:
     "Read a sweep YAML, checking every field name against the config."
     path = Path(path)
     if not path.exists(): raise DataError(f"{path}: sweep file not found")
     spec = yaml.safe_load(path.read_text()) or {}
-    for part in ('base', 'grid'):
-        if unknown := sorted(set(spec.get(part) or {}) - set(FIELDS)):
-            raise DataError(f"{path} ({part}): unknown field(s) {unknown}; valid fields are {list(FIELDS)}")
-    grid = {k: _listify(v) for k, v in (spec.get('grid') or {}).items()}
+    parts = [('base', spec.get('base') or {})] + [(f'grid {p}'.strip(), g) for p, g in grid_parts(spec.get('grid'))]
+    for where, part in parts:
+        if unknown := sorted(set(part) - set(FIELDS)):
+            raise DataError(f"{path} ({where}): unknown field(s) {unknown}; valid fields are {list(FIELDS)}")
+    grid = spec.get('grid') or {}
     return Sweep(name=spec.get('name', path.stem), notebook=_listify(spec.get('notebook', 'ratio')),
                  base=spec.get('base') or {}, grid=grid, seeds=_listify(spec.get('seeds', [0])), root=root)
 
@@ -477,12 +497,15 @@ def _slug(value) -> str: return ''.join(c if c.isalnum() or c == '.' else '-' fo
 def expand(sweep:Sweep) -> list[dict]:
     "The cells of `sweep`: dicts with `cell` (folder name), `notebook` and `params` (config fields)."
     cells, folder = [], sweep.folder.absolute()
-    for nb in sweep.notebook:
-        for combo in itertools.product(*sweep.grid.values()):
-            name = '__'.join([Path(nb).stem] + [f'{k}={_slug(v)}' for k, v in zip(sweep.grid, combo)])
-            params = {**sweep.base, **dict(zip(sweep.grid, combo)), 'seeds': sweep.seeds, 'out_dir': str(folder/name),
+    for nb, (part, grid) in itertools.product(sweep.notebook, grid_parts(sweep.grid)):
+        for combo in itertools.product(*grid.values()):
+            varied = [f'{k}={_slug(v)}' for k, v in zip(grid, combo) if not part or len(grid[k]) > 1]
+            name = '__'.join([Path(nb).stem, *([part] if part else []), *varied])
+            params = {**sweep.base, **dict(zip(grid, combo)), 'seeds': sweep.seeds, 'out_dir': str(folder/name),
                       'prediction_cache': str(folder/'predictions')}
             cells.append({'cell': name, 'notebook': nb, 'params': params})
+    if len(names := [c['cell'] for c in cells]) > len(set(names)):
+        raise DataError(f"sweep {sweep.name}: two cells would share a folder ({names}): give each grid part its own `part` name")
     return cells
 
 # %% ../nbs/07_experiment.ipynb #0524135f
@@ -502,7 +525,7 @@ def notebook_path(name) -> Path:
 
 
 # %% ../nbs/07_experiment.ipynb #f9cdc60e
-def _digest(path:Path) -> str: return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+def _file_digest(path:Path) -> str: return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 def cell_fingerprint(cell:dict) -> dict: # a cell from `expand`
     "Everything a cell's results depend on: the resolved config, the digests of its notebook, data and task files, and the package version."
@@ -510,7 +533,7 @@ def cell_fingerprint(cell:dict) -> dict: # a cell from `expand`
     cfg = config_from_dict({k: v for k, v in cell['params'].items() if k not in where}, cell['cell'])
     inputs = dict(notebook=notebook_path(cell['notebook']), data=data_file(cfg))
     if not cfg.item_col: inputs['task'] = task_file(cfg.task) # per-item specs come from the data file
-    digests = {k: _digest(p) if Path(p).is_file() else 'missing' for k, p in inputs.items()}
+    digests = {k: _file_digest(p) if Path(p).is_file() else 'missing' for k, p in inputs.items()}
     return json.loads(json.dumps(dict(config=asdict(cfg), **digests, version=__version__), default=str))
 
 def stale_reason(out:Path, fingerprint:dict) -> str|None:

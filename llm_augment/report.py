@@ -6,16 +6,19 @@
 from __future__ import annotations
 from pathlib import Path
 
-import altair as alt, pandas as pd
+import altair as alt, numpy as np, pandas as pd
 
 from .data import DataError
+from .evaluate import human_equivalence
 
 # %% auto #0
 __all__ = ['AXES', 'HUMAN_ONLY', 'CONTROL_NAMES', 'FUNNEL_STAGES', 'MODELS', 'ROLES', 'FAMILIES', 'CHART_COLUMNS', 'MUST',
-           'LLM_USAGE', 'REPORT_CELLS', 'blank', 'varies', 'arm_labels', 'chart_axes', 'series_names', 'funnel_chart',
-           'auc_long', 'auc_chart', 'gain_frame', 'gain_chart', 'side_of_zero', 'control_table', 'llm_sentences',
-           'control_sentences', 'failure_sentence', 'noise_sentence', 'headline', 'arm_table', 'cost_table',
-           'design_note', 'save_chart', 'read_tables', 'save_charts', 'report_notebook', 'write_report', 'publish']
+           'LLM_USAGE', 'PRICE_PER_RESPONSE', 'STUDY_CELLS', 'REPORT_CELLS', 'blank', 'varies', 'arm_labels',
+           'chart_axes', 'series_names', 'funnel_chart', 'auc_long', 'auc_chart', 'gain_frame', 'gain_chart',
+           'side_of_zero', 'control_table', 'llm_sentences', 'control_sentences', 'failure_sentence', 'noise_sentence',
+           'headline', 'arm_table', 'cost_table', 'design_note', 'learning_curve', 'curve_chart', 'worth_text',
+           'worth_table', 'study_answer', 'is_study', 'save_chart', 'read_tables', 'save_charts', 'report_notebook',
+           'write_report', 'publish']
 
 # %% ../nbs/08_report.ipynb #488f2f2f
 AXES = ['backend', 'temperature', 'consistency_filter', 'n_synthetic', 'synthetic_share'] # as `experiment` writes them
@@ -251,6 +254,114 @@ def design_note(gains:pd.DataFrame, # one row per arm that adds rows
             f"{int(results['n_test'].max())} test rows per seed, of which {results['test_copies'].mean():.0%} on "
             f"average have an exact copy of their text on the training side; LLM pools: {pools}.")
 
+# %% ../nbs/08_report.ipynb #0e28515f
+def learning_curve(results:pd.DataFrame, # one row per arm and seed (and cell, in a sweep)
+                  ) -> pd.DataFrame:
+    "Human-only test AUC and its bounds per model (`encoder` and each comparator), human training size and seed."
+    columns = {'encoder': 'baseline_auc', **{c[:-4]: c for c in results if c.endswith('_auc') and c != 'baseline_auc'}}
+    rows, key = results.dropna(subset=['baseline_auc']), ['n_human_rows', 'seed']
+    curve = pd.concat([rows[key].assign(model=model, auc=rows[c], lo=rows[f'{c}_lo'], hi=rows[f'{c}_hi'])
+                       for model, c in columns.items()], ignore_index=True)
+    if (curve.groupby(['model', *key])['auc'].agg(lambda a: a.max() - a.min()) > 1e-9).any():
+        raise DataError("two runs disagree on the human-only model of one size and seed, so their splits differ: give "
+                        "every cell of the study the same split, control_pool and max_test_rows")
+    curve = curve.drop_duplicates(['model', *key]).rename(columns={'n_human_rows': 'n_human'})
+    return curve.sort_values(['model', 'n_human', 'seed']).reset_index(drop=True)
+
+
+# %% ../nbs/08_report.ipynb #08dd817f
+def curve_chart(results:pd.DataFrame, # one row per arm and seed, with human-only runs at several sizes
+                title:str|None=None) -> alt.LayerChart:
+    "Human-only test AUC against human training rows (log scale): mean per model with its mean 95% band, a dot per seed."
+    curve = learning_curve(results)
+    mean = curve.groupby(['model', 'n_human'], as_index=False)[['auc', 'lo', 'hi']].mean()
+    x = alt.X('n_human:Q', scale=alt.Scale(type='log'), title='human-coded training rows')
+    enc = dict(x=x, color=alt.Color('model:N', title='model'))
+    y = alt.Y('auc:Q', title='test AUC, human rows alone', scale=alt.Scale(zero=False))
+    band = alt.Chart(mean).mark_area(opacity=0.12).encode(y='lo:Q', y2='hi:Q', **enc)
+    line = alt.Chart(mean).mark_line(point=True).encode(y=y, tooltip=['model', 'n_human', 'auc'], **enc)
+    dots = alt.Chart(curve).mark_circle(size=22, opacity=0.5).encode(y='auc:Q', tooltip=['model', 'seed', 'auc'], **enc)
+    return (band + line + dots).properties(width=440, height=260, title=title or 'Human-only learning curve')
+
+
+# %% ../nbs/08_report.ipynb #c05916f5
+PRICE_PER_RESPONSE = 0.50 # assumed USD per human-coded response: a coder at ~30 USD/hour, one response a minute
+
+def worth_text(worth) -> str: # a row with rows, lo, hi, smallest, largest
+    "'85 [60, 120] human rows', with '<25' or '>400' where the reading leaves the curve."
+    def one(n): return f"<{worth['smallest']}" if n == 0 else f">{worth['largest']}" if np.isinf(n) else f'{n:.0f}'
+    return f"{one(worth['rows'])} [{one(worth['lo'])}, {one(worth['hi'])}] human rows"
+
+def _arm_rows(results:pd.DataFrame, gain:pd.Series) -> pd.DataFrame:
+    keys = [k for k in ('cell', 'arm') if k in results and k in gain]
+    return results[(results[keys] == gain[keys]).all(axis=1)]
+
+
+# %% ../nbs/08_report.ipynb #3262cb5c
+def worth_table(results:pd.DataFrame, # one row per arm and seed, with human-only runs at several sizes
+                gains:pd.DataFrame, # one row per arm that adds rows
+                price_per_response:float=PRICE_PER_RESPONSE, # USD per human-coded response
+                n_boot:int=1000) -> pd.DataFrame: # seed resamples of the equivalence interval
+    "Per compared arm: its gain, the human rows it is worth (with interval), and its cost beside the coding it replaces."
+    curve, rows = learning_curve(results), []
+    for _, g in gain_frame(gains).dropna(subset=['gain']).iterrows():
+        arm = _arm_rows(results, g)
+        worth = human_equivalence(curve[curve['model'] == 'encoder'], arm.set_index('seed')['auc'], n_boot=n_boot)
+        n_human, saved = int(arm['n_human_rows'].iloc[0]), max(worth['rows'] - arm['n_human_rows'].iloc[0], 0)
+        cell = results[results['cell'] == g['cell']] if 'cell' in g else results
+        usd = float(cell['llm_cost_usd'].max())
+        rows.append(dict(arm=g['shown'], family=g['family'], control=g['control'], n_human=n_human, n_added=int(arm['n_synthetic_rows'].max()),
+                         gain=g['gain'], lo_adj=g['lo_adj'], hi_adj=g['hi_adj'], worth=worth_text(worth), **worth,
+                         coding_usd=saved * price_per_response, llm_tokens=int(cell['llm_tokens'].max()), llm_usd=usd,
+                         compute_s=cell.drop_duplicates('seed')['pool_seconds'].sum() + arm['train_seconds'].sum(),
+                         usd_per_auc_point=usd / (100 * g['gain']) if g['gain'] > 0 else np.nan))
+    return pd.DataFrame(rows)
+
+
+# %% ../nbs/08_report.ipynb #7b3a463b
+def _best(worth:pd.DataFrame, control:str) -> pd.Series|None: # control '' picks the LLM arms
+    rows = worth[blank(worth['control']).eq(control)] if len(worth) else worth
+    return rows.loc[rows['gain'].idxmax()] if len(rows) else None
+
+def _gain_text(r:pd.Series) -> str: return f"{r['gain']:+.3f} AUC [{r['lo_adj']:+.3f}, {r['hi_adj']:+.3f}]"
+
+def study_answer(results:pd.DataFrame, # one row per arm and seed, with human-only runs at several sizes
+                 gains:pd.DataFrame, # one row per arm that adds rows
+                 n_boot:int=1000) -> str: # seed resamples of the equivalence interval
+    "Does augmentation help on this data with this generator, at which arm, by how much, worth how many coded rows, how sure."
+    worth, framed = worth_table(results, gains, n_boot=n_boot), gain_frame(gains)
+    llm, oracle = _best(worth, ''), _best(worth, 'positive')
+    if llm is None: said = "No LLM arm was compared, so this study says nothing about the generator yet."
+    elif llm['lo_adj'] > 0:
+        said = (f"Augmentation helps: the best LLM arm, {llm['arm']}, adds {_gain_text(llm)} to its {llm['n_human']} "
+                f"human rows; its training set does as well as {llm['worth']}.")
+    else:
+        said = f"No LLM arm helps clearly: the best, {llm['arm']}, adds {_gain_text(llm)} (interval includes or is below zero)."
+    if oracle is None: power = "No oracle control was run, so a null result here cannot be told from a weak design."
+    elif oracle['lo_adj'] > 0:
+        power = (f"The design can see a gain: {oracle['n_added']} real held-apart rows (oracle) add {_gain_text(oracle)}, "
+                 f"as much as {oracle['worth']}; that bounds what a better generator could give at this size.")
+    else: power = f"Even real held-apart rows (oracle) add only {_gain_text(oracle)}: this design cannot see a gain here."
+    return ' '.join([said, power, noise_sentence(framed, results)])
+
+
+# %% ../nbs/08_report.ipynb #61639113
+STUDY_CELLS = [
+    ('markdown', "## The answer"), ('code', "Markdown(study_answer(results, gains))"),
+    ('markdown', "## Human-only learning curve\n\nTest AUC of models trained on human-coded rows alone, mean over seeds "
+                 "with the mean bootstrap 95% band and a dot per seed."),
+    ('code', "curve_chart(results)"),
+    ('markdown', "## What each arm is worth\n\nThe human-coded rows a human-only model needs to reach each arm's test AUC "
+                 "(95% interval over seeds), and the cost beside the coding the added rows stand in for, at {price} USD "
+                 "per coded response (an assumption: `--price-per-response` sets it)."),
+    ('code', "worth_table(results, gains, price_per_response={price})"),
+]
+
+def is_study(results:pd.DataFrame) -> bool: # one row per arm and seed
+    "True for a sweep with a `curve` part (human-only runs at several sizes): its report answers as a study."
+    return 'cell' in results and results['cell'].str.contains(r'(?:^|__)curve(?:__|$)').any()
+
+
 # %% ../nbs/08_report.ipynb #a8a07894
 def save_chart(chart:alt.TopLevelMixin, path) -> list:
     "Write `chart` to `path` as .html and .png (through vl-convert, no browser); returns both paths."
@@ -295,25 +406,29 @@ REPORT_CELLS = [
 ]
 
 # %% ../nbs/08_report.ipynb #4d6c111f
-def report_notebook(results:pd.DataFrame, gains:pd.DataFrame, title:str):
-    "The report notebook of `REPORT_CELLS`, filled in for these tables, not yet executed."
+def report_notebook(results:pd.DataFrame, gains:pd.DataFrame, title:str, price_per_response:float=PRICE_PER_RESPONSE):
+    "The report notebook of `REPORT_CELLS` (and `STUDY_CELLS` after the headline for a study), not yet executed."
     import nbformat
     cells = results['cell'].nunique() if 'cell' in results else 1
-    fill = dict(title=title, arms=results['arm'].nunique(), seeds=results['seed'].nunique(), cells=cells)
+    fill = dict(title=title, arms=results['arm'].nunique(), seeds=results['seed'].nunique(), cells=cells,
+                price=price_per_response)
+    parts = REPORT_CELLS[:3] + (STUDY_CELLS if is_study(results) else []) + REPORT_CELLS[3:]
     make = {'markdown': nbformat.v4.new_markdown_cell, 'code': nbformat.v4.new_code_cell}
-    nb = nbformat.v4.new_notebook(cells=[make[kind](src.format(**fill)) for kind, src in REPORT_CELLS])
+    nb = nbformat.v4.new_notebook(cells=[make[kind](src.format(**fill)) for kind, src in parts])
     nb.metadata['kernelspec'] = {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}
     return nb
 
 def write_report(folder, # a run or sweep folder with results.parquet and gains.parquet
-                 title:str|None=None) -> Path: # None: 'Sweep <folder name>'
+                 title:str|None=None, # None: 'Sweep <folder name>'
+                 price_per_response:float=PRICE_PER_RESPONSE) -> Path: # USD per human-coded response, for a study
     "Save the folder's charts and write and execute its `report.ipynb`; returns the notebook's path."
     import nbformat
     from nbclient import NotebookClient
     folder = Path(folder)
     results, gains = read_tables(folder)
+    if is_study(results): learning_curve(results) # splits that differ stop here, in one line, not in the notebook
     save_charts(folder, results, gains)
-    nb = report_notebook(results, gains, title or f'Sweep {folder.name}')
+    nb = report_notebook(results, gains, title or f'Sweep {folder.name}', price_per_response)
     NotebookClient(nb, timeout=600, kernel_name='python3', resources={'metadata': {'path': str(folder)}},
                    extra_arguments=['--IPKernelApp.log_level=ERROR']).execute() # no start-up notes on stderr
     nbformat.write(nb, folder/'report.ipynb')
