@@ -17,8 +17,8 @@ __all__ = ['AXES', 'HUMAN_ONLY', 'CONTROL_NAMES', 'FUNNEL_STAGES', 'MODELS', 'RO
            'chart_axes', 'series_names', 'funnel_chart', 'auc_long', 'auc_chart', 'gain_frame', 'gain_chart',
            'side_of_zero', 'control_table', 'llm_sentences', 'control_sentences', 'failure_sentence', 'noise_sentence',
            'headline', 'arm_table', 'cost_table', 'design_note', 'learning_curve', 'curve_chart', 'worth_text',
-           'worth_table', 'study_answer', 'is_study', 'save_chart', 'read_tables', 'save_charts', 'report_notebook',
-           'write_report', 'publish']
+           'worth_table', 'study_answer', 'study_row', 'is_study', 'save_chart', 'read_tables', 'save_charts',
+           'report_notebook', 'write_report', 'publish']
 
 # %% ../nbs/08_report.ipynb #488f2f2f
 AXES = ['backend', 'temperature', 'consistency_filter', 'n_synthetic', 'synthetic_share'] # as `experiment` writes them
@@ -345,6 +345,35 @@ def study_answer(results:pd.DataFrame, # one row per arm and seed, with human-on
     return ' '.join([said, power, noise_sentence(framed, results)])
 
 
+# %% ../nbs/08_report.ipynb #66f9c37b
+def _mean_at(curve:pd.DataFrame, model:str, n:int) -> float:
+    at = curve[curve['model'].eq(model) & curve['n_human'].eq(n)]['auc']
+    return at.mean() if len(at) else np.nan
+
+def _arm_text(row:pd.Series|None) -> str:
+    return '' if row is None else f"{row['gain']:+.3f} [{row['lo_adj']:+.3f}, {row['hi_adj']:+.3f}]"
+
+def study_row(results:pd.DataFrame, # one study's results, with a curve
+              gains:pd.DataFrame, # its gains
+              n_human:int=50, # the human rows the controls and LLM arms start from
+              added:int=200, # the control rows whose gains are reported
+              sizes:tuple=(50, 200), # curve sizes whose human-only AUC is reported
+              n_boot:int=1000) -> dict: # seed resamples of the equivalence interval
+    "One study's headline figures: curve AUCs, the controls' gains at `added` rows, the best LLM arm and its worth."
+    curve, worth = learning_curve(results), worth_table(results, gains, n_boot=n_boot)
+    row = {f'{m}_auc_{n}': _mean_at(curve, m, n) for m in curve['model'].unique() for n in sizes}
+    start = worth[worth['n_human'].eq(n_human)]
+    for kind, name in (('positive', 'oracle'), ('negative', 'label_noise')):
+        at = start[blank(start['control']).eq(kind) & start['n_added'].eq(added)]
+        row[f'{name}_{n_human}+{added}'] = _arm_text(at.iloc[0] if len(at) else None)
+    best = _best(worth, '')
+    row.update(best_llm_arm='' if best is None else best['arm'], best_llm_gain=_arm_text(best),
+               best_llm_worth='' if best is None else best['worth'], seeds=results['seed'].nunique(),
+               compute_minutes=round((results.drop_duplicates(['cell', 'seed'])['pool_seconds'].sum()
+                                      + results['train_seconds'].sum()) / 60, 1))
+    return row
+
+
 # %% ../nbs/08_report.ipynb #61639113
 STUDY_CELLS = [
     ('markdown', "## The answer"), ('code', "Markdown(study_answer(results, gains))"),
@@ -437,7 +466,7 @@ def write_report(folder, # a run or sweep folder with results.parquet and gains.
 # %% ../nbs/08_report.ipynb #841f5879
 def publish(folder, # a sweep folder with `*/notebook.ipynb` and `report.ipynb`
             docs_dir) -> list: # a folder of `nbs/`, e.g. `nbs/demo`
-    "Copy a sweep's executed notebooks and report into `docs_dir`, not to re-execute, the sweep folder's path shown as its name."
+    "Copy a sweep's executed notebooks, report and tables into `docs_dir`, not to re-execute; its path shown as its name."
     import nbformat
     folder, docs_dir = Path(folder), Path(docs_dir)
     docs_dir.mkdir(parents=True, exist_ok=True)
@@ -448,5 +477,10 @@ def publish(folder, # a sweep folder with `*/notebook.ipynb` and `report.ipynb`
         nb = nbformat.reads(src.read_text().replace(str(folder.resolve()), folder.name), as_version=4) # no machine path
         nb.cells.insert(0, nbformat.v4.new_raw_cell('---\nskip_exec: true\n---'))
         nbformat.write(nb, docs_dir/name); copies.append(docs_dir/name)
+    for table in (n for n in ('results', 'gains') if (folder/f'{n}.parquet').exists()): # for a summary across sweeps
+        frame = pd.read_parquet(folder/f'{table}.parquet')
+        here = str(folder.resolve())
+        frame = frame.apply(lambda c: c.map(lambda v: v.replace(here, folder.name) if isinstance(v, str) else v))
+        frame.to_parquet(docs_dir/f'{table}.parquet', index=False)
     return copies
 
