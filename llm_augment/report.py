@@ -476,6 +476,7 @@ def publish(folder, # a sweep folder with `*/notebook.ipynb` and `report.ipynb`
         if not src.exists(): continue
         nb = nbformat.reads(src.read_text().replace(str(folder.resolve()), folder.name), as_version=4) # no machine path
         nb.cells.insert(0, nbformat.v4.new_raw_cell('---\nskip_exec: true\n---'))
+        nb.metadata.pop('papermill', None) # papermill's record names the machine's paths
         nbformat.write(nb, docs_dir/name); copies.append(docs_dir/name)
     for table in (n for n in ('results', 'gains') if (folder/f'{n}.parquet').exists()): # for a summary across sweeps
         frame = pd.read_parquet(folder/f'{table}.parquet')
