@@ -29,10 +29,10 @@ __all__ = ['STEPS', 'LLM_BACKENDS', 'CONTROLS', 'COMPARATORS', 'FIELDS', 'AXES',
            'load_config', 'save_config', 'arms', 'arm_name', 'arm_matches', 'arm_sizes', 'label_needs', 'data_file',
            'load_human', 'control_rows', 'split_for', 'make_llms', 'pool_seed', 'control_pool', 'flip_labels',
            'shortfall', 'more_calls', 'llm_pool', 'backend_pools', 'arm_training_set', 'training_settings',
-           'predict_test', 'flat_scores', 'comparator_scores', 'run_arm', 'run_seed', 'family_gains', 'failed_arms',
-           'arm_gains', 'Experiment', 'run_experiment', 'save_results', 'Sweep', 'grid_parts', 'load_sweep', 'expand',
-           'experiments_dir', 'notebook_path', 'cell_fingerprint', 'stale_reason', 'crash_note', 'cpu_budget',
-           'run_cell', 'arm_failures', 'run_local', 'run_ray', 'collect_results', 'run_sweep']
+           'source_digest', 'predict_test', 'flat_scores', 'comparator_scores', 'run_arm', 'run_seed', 'family_gains',
+           'failed_arms', 'arm_gains', 'Experiment', 'run_experiment', 'save_results', 'Sweep', 'grid_parts',
+           'load_sweep', 'expand', 'experiments_dir', 'notebook_path', 'cell_fingerprint', 'stale_reason', 'crash_note',
+           'cpu_budget', 'run_cell', 'arm_failures', 'run_local', 'run_ray', 'collect_results', 'run_sweep']
 
 # %% ../nbs/07_experiment.ipynb #2140e28d
 STEPS = ('data', 'generate', 'judge', 'mix', 'train', 'evaluate', 'run')
@@ -317,10 +317,18 @@ def _digest(*parts) -> str:
 
 def _rows(df:pd.DataFrame) -> list: return df[['text', 'label']].astype(str).values.tolist()
 
+def source_digest(names:tuple|None=None, # module names of the package, e.g. ('train',) (None: every module)
+                  folder:Path|None=None) -> str: # the package's folder (None: this installation's)
+    "A digest of the package's source: an edit of the code is a new digest, whatever the version number says."
+    folder = Path(folder or Path(llm_augment.__file__).parent)
+    files = sorted(folder.glob('*.py')) if names is None else [folder/f'{n}.py' for n in names]
+    return _digest(*[(f.name, f.read_text()) for f in files])
+
 def predict_test(cfg:ExperimentConfig, train:pd.DataFrame, splits, seed:int) -> tuple[np.ndarray, float]:
     "Test probabilities of a classifier trained on `train` (cached on disk) and its training seconds."
     test_texts = splits.test['text'].tolist()
-    key = _digest(__version__, training_settings(cfg), seed, _rows(train), _rows(splits.valid), test_texts)
+    key = _digest(__version__, source_digest(('train',)), training_settings(cfg), seed, _rows(train), _rows(splits.valid),
+                  test_texts)
     path = Path(cfg.prediction_cache or Path(cfg.out_dir)/'predictions')/f'{key}.json'
     if path.exists(): cached = json.loads(path.read_text()); return np.array(cached['probs']), cached['seconds']
     start = time.perf_counter()
@@ -528,13 +536,14 @@ def notebook_path(name) -> Path:
 def _file_digest(path:Path) -> str: return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 def cell_fingerprint(cell:dict) -> dict: # a cell from `expand`
-    "Everything a cell's results depend on: the resolved config, the digests of its notebook, data and task files, and the package version."
+    "What a cell's results depend on: the resolved config, digests of its notebook, data and task files and of the package's code, and the version."
     where = ('out_dir', 'prediction_cache') # where results go changes no result
     cfg = config_from_dict({k: v for k, v in cell['params'].items() if k not in where}, cell['cell'])
     inputs = dict(notebook=notebook_path(cell['notebook']), data=data_file(cfg))
     if not cfg.item_col: inputs['task'] = task_file(cfg.task) # per-item specs come from the data file
     digests = {k: _file_digest(p) if Path(p).is_file() else 'missing' for k, p in inputs.items()}
-    return json.loads(json.dumps(dict(config=asdict(cfg), **digests, version=__version__), default=str))
+    fingerprint = dict(config=asdict(cfg), **digests, code=source_digest(), version=__version__)
+    return json.loads(json.dumps(fingerprint, default=str))
 
 def stale_reason(out:Path, fingerprint:dict) -> str|None:
     "None when `out` holds finished results of exactly `fingerprint`; else what differs ('' when never finished)."

@@ -369,7 +369,7 @@ def study_row(results:pd.DataFrame, # one study's results, with a curve
     best = _best(worth, '')
     row.update(best_llm_arm='' if best is None else best['arm'], best_llm_gain=_arm_text(best),
                best_llm_worth='' if best is None else best['worth'], seeds=results['seed'].nunique(),
-               compute_minutes=round((results.drop_duplicates(['cell', 'seed'])['pool_seconds'].sum()
+               compute_minutes=round((results.drop_duplicates([c for c in ('cell', 'seed') if c in results])['pool_seconds'].sum()
                                       + results['train_seconds'].sum()) / 60, 1))
     return row
 
