@@ -250,7 +250,9 @@ def design_note(gains:pd.DataFrame, # one row per arm that adds rows
     framed, first = gain_frame(gains), results.iloc[0]
     pools = ', '.join(sorted(results['pool'].dropna().unique())) if 'pool' in results else 'unknown'
     return (f"{noise_sentence(framed, results)} Marginal intervals (thin lines) are 95% for one arm alone; the primary "
-            f"arm's interval is left unadjusted. Split '{first.get('split', '?')}': {int(results['n_test'].min())} to "
+            f"arm's interval is left unadjusted. `p_adj` is Holm's step-down adjustment, which is less strict than the "
+            f"simultaneous intervals, so near zero an arm can have p_adj < 0.05 and an interval that holds zero: the "
+            f"sentences above go by the intervals. Split '{first.get('split', '?')}': {int(results['n_test'].min())} to "
             f"{int(results['n_test'].max())} test rows per seed, of which {results['test_copies'].mean():.0%} on "
             f"average have an exact copy of their text on the training side; LLM pools: {pools}.")
 
