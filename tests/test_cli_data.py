@@ -108,3 +108,15 @@ def test_copies_and_person_overlap_lines(tmp_path):
                               f'{person:.1%} have their person there') and person > 0
     assert lines['grouped'].startswith('split at seed 0: 0.0% of ')
     assert ', 0.0% have their person there' in lines['grouped']
+
+
+@pytest.mark.parametrize('name', ['powergrading', 'semeval2013_sra_2way', 'mohler_asag', 'ncte_uptake'])
+def test_task_new_drafts_a_spec_that_data_check_accepts_once_filled(name, tmp_path, shared):
+    data, spec = shared(name), tmp_path/f'{name}.yaml'
+    code, out, err = run('task', 'new', '--from', data, '--out', spec)
+    assert code == 0 and err == [] and 'write these fields:' in out
+    code, _, err = run('data', 'check', data, '--task', spec)  # a draft with TODO lines is refused, in one line
+    assert code == 2 and len(err) == 1 and 'TODO' in err[0]
+    spec.write_text('\n'.join(line.replace("'TODO:", "'Filled in:") for line in spec.read_text().splitlines()))
+    code, out, err = run('data', 'check', data, '--task', spec)
+    assert code == 0 and err == [] and 'labels' in out
