@@ -502,7 +502,7 @@ def notebook_path(name) -> Path:
 
 
 # %% ../nbs/07_experiment.ipynb #f9cdc60e
-def _digest(path:Path) -> str: return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+def _file_digest(path:Path) -> str: return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 def cell_fingerprint(cell:dict) -> dict: # a cell from `expand`
     "Everything a cell's results depend on: the resolved config, the digests of its notebook, data and task files, and the package version."
@@ -510,7 +510,7 @@ def cell_fingerprint(cell:dict) -> dict: # a cell from `expand`
     cfg = config_from_dict({k: v for k, v in cell['params'].items() if k not in where}, cell['cell'])
     inputs = dict(notebook=notebook_path(cell['notebook']), data=data_file(cfg))
     if not cfg.item_col: inputs['task'] = task_file(cfg.task) # per-item specs come from the data file
-    digests = {k: _digest(p) if Path(p).is_file() else 'missing' for k, p in inputs.items()}
+    digests = {k: _file_digest(p) if Path(p).is_file() else 'missing' for k, p in inputs.items()}
     return json.loads(json.dumps(dict(config=asdict(cfg), **digests, version=__version__), default=str))
 
 def stale_reason(out:Path, fingerprint:dict) -> str|None:
