@@ -25,14 +25,16 @@ from .train import train_classifier, tfidf_baseline
 
 # %% auto #0
 __all__ = ['STEPS', 'LLM_BACKENDS', 'CONTROLS', 'COMPARATORS', 'FIELDS', 'AXES', 'HUMAN_ONLY', 'GAIN_COLUMNS', 'THREAD_VARIABLES',
-           'knob', 'ExperimentConfig', 'config_fields', 'check_config', 'config_from_dict', 'config_from_namespace',
-           'load_config', 'save_config', 'arms', 'arm_name', 'arm_matches', 'arm_sizes', 'label_needs', 'data_file',
-           'load_human', 'control_rows', 'split_for', 'make_llms', 'pool_seed', 'control_pool', 'flip_labels',
-           'shortfall', 'more_calls', 'llm_pool', 'backend_pools', 'arm_training_set', 'training_settings',
-           'source_digest', 'predict_test', 'flat_scores', 'comparator_scores', 'run_arm', 'run_seed', 'family_gains',
-           'failed_arms', 'arm_gains', 'Experiment', 'run_experiment', 'save_results', 'Sweep', 'grid_parts',
-           'load_sweep', 'expand', 'experiments_dir', 'notebook_path', 'cell_fingerprint', 'stale_reason', 'crash_note',
-           'cpu_budget', 'run_cell', 'arm_failures', 'run_local', 'run_ray', 'collect_results', 'run_sweep']
+           'CACHE_COLUMNS', 'TEXT_SUFFIXES', 'knob', 'ExperimentConfig', 'config_fields', 'check_config',
+           'config_from_dict', 'config_from_namespace', 'load_config', 'save_config', 'arms', 'arm_name', 'arm_matches',
+           'arm_sizes', 'label_needs', 'data_file', 'load_human', 'control_rows', 'split_for', 'make_llms', 'pool_seed',
+           'control_pool', 'flip_labels', 'shortfall', 'more_calls', 'llm_pool', 'backend_pools', 'arm_training_set',
+           'training_settings', 'source_digest', 'predict_test', 'flat_scores', 'comparator_scores', 'run_arm',
+           'run_seed', 'family_gains', 'failed_arms', 'arm_gains', 'Experiment', 'run_experiment', 'save_results',
+           'Sweep', 'grid_parts', 'load_sweep', 'expand', 'experiments_dir', 'notebook_path', 'cell_fingerprint',
+           'stale_reason', 'crash_note', 'environ', 'cpu_budget', 'honour_cpu_budget', 'run_cell', 'arm_failures',
+           'run_local', 'cache_entries', 'add_cache_entries', 'read_tree', 'write_tree', 'cell_inputs', 'place_cell',
+           'put_back', 'run_on_node', 'driver_share', 'write_back', 'run_ray', 'collect_results', 'run_sweep']
 
 # %% ../nbs/07_experiment.ipynb #2140e28d
 STEPS = ('data', 'generate', 'judge', 'mix', 'train', 'evaluate', 'run')
@@ -569,19 +571,39 @@ def crash_note(executed:Path) -> str: # the executed notebook papermill was writ
 
 
 # %% ../nbs/07_experiment.ipynb #b14c218e
-THREAD_VARIABLES = ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'LLM_AUGMENT_LLAMA_THREADS')
+THREAD_VARIABLES = ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'NUMEXPR_NUM_THREADS',
+                    'LLM_AUGMENT_LLAMA_THREADS', 'LLM_AUGMENT_CPUS') # the last one sizes torch's pools in the kernel
 
 @contextmanager
-def cpu_budget(cpus:int|None): # threads a kernel started inside may use (None: no limit set)
-    "Set the thread variables a kernel started inside inherits, and restore them after."
-    if cpus is None: yield; return
-    saved = {k: os.environ.get(k) for k in (*THREAD_VARIABLES, 'TOKENIZERS_PARALLELISM')}
-    os.environ.update(dict.fromkeys(THREAD_VARIABLES, str(cpus)), TOKENIZERS_PARALLELISM='false')
-    try: yield
-    finally:
-        for k, v in saved.items():
+def environ(**values:str|None): # variables to set inside the block (None removes one)
+    "Set environment variables inside the block, and restore what they were after."
+    saved = {k: os.environ.get(k) for k in values}
+    def put(pairs:dict):
+        for k, v in pairs.items():
             if v is None: os.environ.pop(k, None)
-            else: os.environ[k] = v
+            else: os.environ[k] = str(v)
+    put(values)
+    try: yield
+    finally: put(saved)
+
+def cpu_budget(cpus:int|None): # threads a kernel started inside may use (None: no limit set)
+    "A block whose kernels use at most `cpus` threads everywhere (a lower limit already set stays)."
+    if cpus is None: return environ()
+    limits = {k: min(cpus, int(os.environ.get(k) or cpus)) for k in THREAD_VARIABLES}
+    return environ(**limits, TOKENIZERS_PARALLELISM='false')
+
+# %% ../nbs/07_experiment.ipynb #86870ac8
+def honour_cpu_budget() -> int|None:
+    "Size torch's intra-op and inter-op pools to the budget `cpu_budget` set for this kernel; returns it (None: none)."
+    if not (cpus := int(os.environ.get('LLM_AUGMENT_CPUS') or 0)): return None
+    import torch, warnings
+    torch.set_num_threads(cpus)
+    try:
+        if torch.get_num_interop_threads() != cpus: torch.set_num_interop_threads(cpus)
+    except RuntimeError: warnings.warn(f'torch had started its inter-op pool before the CPU budget of {cpus} came')
+    return cpus
+
+honour_cpu_budget() # every experiment notebook imports this module before it trains anything
 
 # %% ../nbs/07_experiment.ipynb #580be607
 def run_cell(cell:dict, # a cell from `expand`
@@ -618,24 +640,178 @@ def arm_failures(results_csv:Path) -> dict:
 
 
 # %% ../nbs/07_experiment.ipynb #7a234a1e
-def run_local(cells:list, workers:int=1, progress:bool=True) -> list:
-    "Run `cells` here: one after another, or in a process pool of `workers`, each with its share of the cores."
+def run_local(cells:list, # cells from `expand`
+              workers:int=1, # cells at once, each with `cores // workers` CPUs
+              progress:bool=True, # show a progress bar
+             ) -> list:
+    "Run `cells` here in a pool of `workers` processes (one: one after another), each with its share of the cores."
     from tqdm.auto import tqdm
-    if workers <= 1: return [run_cell(c) for c in tqdm(cells, desc='cells', disable=not progress)]
+    run = functools.partial(run_cell, cpus=max(1, (os.cpu_count() or 1) // max(workers, 1)))
+    if workers <= 1: return [run(c) for c in tqdm(cells, desc='cells', disable=not progress)]
     from concurrent.futures import ProcessPoolExecutor
-    run = functools.partial(run_cell, cpus=max(1, (os.cpu_count() or 1) // workers))
     with ProcessPoolExecutor(workers) as pool:
         return list(tqdm(pool.map(run, cells), total=len(cells), desc='cells', disable=not progress))
 
-def run_ray(cells:list, address:str|None=None, num_cpus:int|None=None) -> list:
-    "Run `cells` as Ray tasks on the cluster at `address` (or `RAY_ADDRESS`, or a local Ray of `num_cpus`)."
+# %% ../nbs/07_experiment.ipynb #5824ab02
+CACHE_COLUMNS = 'key, text, finish_reason, prompt_tokens, completion_tokens, created' # `llm.SCHEMA`'s, in order
+
+def cache_entries(cache_dir=None, # folder of the LLM cache (default: env LLM_AUGMENT_CACHE_DIR or the user's)
+                  skip:set=frozenset(), # keys to leave out
+                 ) -> list[tuple]:
+    "The LLM cache's answers as rows of its table, less those whose key is in `skip`."
+    from llm_augment.llm import Cache
+    rows = Cache(cache_dir).conn.execute(f'SELECT {CACHE_COLUMNS} FROM completions').fetchall()
+    return [r for r in rows if r[0] not in skip]
+
+def add_cache_entries(rows:list, # rows from `cache_entries`
+                      cache_dir=None, # folder of the LLM cache (default: env LLM_AUGMENT_CACHE_DIR or the user's)
+                     ) -> int:
+    "Add `rows` to the LLM cache, keeping the answers it already holds; returns how many were new."
+    from llm_augment.llm import Cache
+    conn = Cache(cache_dir).conn
+    before = conn.total_changes
+    with conn: # one transaction
+        conn.execute('BEGIN')
+        conn.executemany(f'INSERT OR IGNORE INTO completions ({CACHE_COLUMNS}) VALUES (?,?,?,?,?,?)', rows)
+    return conn.total_changes - before
+
+# %% ../nbs/07_experiment.ipynb #d2e8ffc3
+def read_tree(folder, # a folder; a missing one holds no files
+             ) -> dict:
+    "Every file under `folder` as {relative path: bytes}."
+    folder = Path(folder)
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob('*')) if p.is_file()}
+
+def write_tree(folder, # where the files go
+               files:dict, # {relative path: bytes}
+              ) -> None:
+    "Write `files` under `folder`."
+    for rel, data in files.items():
+        path = Path(folder)/rel
+        path.parent.mkdir(parents=True, exist_ok=True); path.write_bytes(data)
+
+def cell_inputs(cell:dict) -> dict: # a cell from `expand`
+    "The driver's files a node needs for `cell`, by the parameter naming them: {name: (path, bytes)}."
+    params, paths = cell['params'], {'notebook': notebook_path(cell['notebook'])}
+    data, task = params.get('data_path', ''), params.get('task', '')
+    if data not in ('', *BUNDLED) and Path(data).is_file(): paths['data_path'] = Path(data)
+    if task and not params.get('item_col') and Path(task).is_file(): paths['task'] = Path(task) # not a built-in name
+    return {name: (str(path), path.read_bytes()) for name, path in paths.items()}
+
+# %% ../nbs/07_experiment.ipynb #4502aaa0
+def place_cell(cell:dict, # a cell from `expand`
+               inputs:dict, # its `cell_inputs`
+               here:Path, # a folder of this node
+              ) -> tuple[dict, dict]:
+    "`cell` moved under `here`, its inputs written there; and {node path: driver path} to put the paths back."
+    params, back = dict(cell['params']), {}
+    for name, (driver, data) in inputs.items():
+        node = here/'inputs'/name/Path(driver).name
+        write_tree(node.parent, {node.name: data})
+        back[str(node)], params[name] = driver, str(node)
+    notebook = params.pop('notebook') # a notebook named by name is found through LLM_AUGMENT_EXPERIMENTS
+    for name, folder in (('out_dir', 'out'), ('prediction_cache', 'predictions')):
+        if params.get(name): back[str(here/folder)], params[name] = params[name], str(here/folder)
+    return {**cell, 'notebook': notebook if str(cell['notebook']).endswith('.ipynb') else cell['notebook'],
+            'params': params}, back
+
+def put_back(text:str, # a file's text or a status message written on the node
+             back:dict, # {node path: driver path} from `place_cell`
+            ) -> str:
+    "`text` with the node's paths replaced by the driver's (the longest first)."
+    for node in sorted(back, key=len, reverse=True): text = text.replace(node, back[node])
+    return text
+
+# %% ../nbs/07_experiment.ipynb #d223905e
+TEXT_SUFFIXES = ('.csv', '.json', '.yaml', '.ipynb', '.txt') # files whose node paths are put back
+
+def run_on_node(cell:dict, # a cell from `expand`
+                inputs:dict, # its `cell_inputs`
+                shared:dict, # `driver_share` of the sweep
+                cpus:int|None=None, # the cell's CPU budget
+                version:str=__version__, # the driver's package version
+               ) -> dict:
+    "Run `cell` in a temporary folder of this node: its status, the files it wrote and the LLM answers it paid for."
+    import tempfile
+    if version != __version__:
+        why = f'this node has llm_augment {__version__} and the driver {version}: install one version on every node'
+        return dict(status={'cell': cell['cell'], 'status': 'failed', 'error': why}, files={}, llm_rows=[])
+    with tempfile.TemporaryDirectory(prefix='llm_augment-cell-') as tmp:
+        here = Path(tmp)
+        moved, back = place_cell(cell, inputs, here)
+        shipped = shared['predictions'].get(cell['params'].get('prediction_cache'), {})
+        write_tree(here/'predictions', shipped)
+        add_cache_entries(shared['llm_rows'], here/'llm-cache')
+        with environ(LLM_AUGMENT_CACHE_DIR=here/'llm-cache', LLM_AUGMENT_EXPERIMENTS=here/'inputs'/'notebook'):
+            status = run_cell(moved, cpus=cpus)
+        files = {f'out/{k}': v for k, v in read_tree(here/'out').items()}
+        files |= {f'predictions/{k}': v for k, v in read_tree(here/'predictions').items() if k not in shipped}
+        paid = cache_entries(here/'llm-cache', skip={r[0] for r in shared['llm_rows']})
+    files = {k: put_back(v.decode(), back).encode() if k.endswith(TEXT_SUFFIXES) else v for k, v in files.items()}
+    return dict(status={k: put_back(v, back) if isinstance(v, str) else v for k, v in status.items()},
+                files=files, llm_rows=paid)
+
+# %% ../nbs/07_experiment.ipynb #6d84a3ad
+def driver_share(cells:list, # cells from `expand`
+                 ship_cache_mb:float=50, # send the driver's LLM cache when it is at most this large
+                ) -> dict:
+    "The prediction caches of `cells` and the driver's LLM answers (when the cache is small), for every task."
+    import warnings
+    from llm_augment.llm import Cache
+    db = Cache().path
+    mb = sum(p.stat().st_size for p in db.parent.glob(f'{db.name}*')) / 2**20 # the database and its WAL
+    if mb > ship_cache_mb: warnings.warn(f'{db} holds {mb:.0f} MB, more than ship_cache_mb={ship_cache_mb}: it stays '
+                                         f'here, and the nodes pay again for the answers it holds')
+    caches = {c['params'].get('prediction_cache') for c in cells} - {None, ''}
+    return dict(llm_rows=cache_entries() if mb <= ship_cache_mb else [], predictions={p: read_tree(p) for p in caches})
+
+def write_back(cell:dict, # the cell the node ran
+               produced:dict, # what `run_on_node` returned
+              ) -> dict:
+    "Add the node's LLM answers to the driver's cache and write its files into the cell's folders; the cell's status."
+    add_cache_entries(produced['llm_rows']) # first: nothing paid for is lost
+    out = Path(cell['params']['out_dir'])
+    folders = {'out': out, 'predictions': Path(cell['params'].get('prediction_cache') or out/'predictions')}
+    for old in ('results.csv', 'fingerprint.json', 'error.txt'): (out/old).unlink(missing_ok=True)
+    markers = ('out/results.csv', 'out/fingerprint.json') # written last: together they mark the cell finished
+    for rel in sorted(produced['files'], key=lambda r: markers.index(r) + 1 if r in markers else 0):
+        root, name = rel.split('/', 1)
+        write_tree(folders[root], {name: produced['files'][rel]})
+    return produced['status']
+
+# %% ../nbs/07_experiment.ipynb #15b890bd
+def _ray_task(*args) -> dict:
+    "`run_on_node` as a Ray task, its status naming the node."
+    import ray
+    produced = run_on_node(*args)
+    return {**produced, 'status': {**produced['status'], 'node': ray.get_runtime_context().get_node_id()[:12]}}
+
+def run_ray(cells:list, # cells from `expand`
+            address:str|None=None, # Ray cluster address (default: RAY_ADDRESS, else a local Ray)
+            num_cpus:int|None=None, # CPUs of a local Ray (None: the machine's)
+            cpus:int=1, # CPUs each cell reserves on its node, and its kernel's budget
+            ship_cache_mb:float=50, # send the driver's LLM cache to the nodes when it is at most this large
+           ) -> list:
+    "Run the unfinished `cells` as Ray tasks; each finished one is written into the sweep folder as it comes back."
     import ray
     address = address or os.environ.get('RAY_ADDRESS')
     if not ray.is_initialized():
         ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False, log_to_driver=False)
-    cpus = 1 # each task reserves one CPU of its node, and its kernel holds to it
-    task = ray.remote(num_cpus=cpus)(run_cell)
-    return ray.get([task.remote(c, cpus=cpus) for c in cells])
+    task, shared = ray.remote(num_cpus=cpus)(_ray_task), ray.put(driver_share(cells, ship_cache_mb))
+    statuses, running = [None] * len(cells), {}
+    for i, cell in enumerate(cells):
+        stale = stale_reason(Path(cell['params']['out_dir']), cell_fingerprint(cell))
+        if stale is None: statuses[i] = {'cell': cell['cell'], 'status': 'skipped'}
+        else: running[task.remote(cell, cell_inputs(cell), shared, cpus, __version__)] = i, stale or None
+    while running:
+        (ref,), _ = ray.wait(list(running))
+        i, stale = running.pop(ref)
+        try: statuses[i] = {'cell': cells[i]['cell'], 'stale': stale, **write_back(cells[i], ray.get(ref))}
+        except ray.exceptions.RayError as e:
+            last = (str(e).strip().splitlines() or [type(e).__name__])[-1][:200]
+            why = f'the Ray task failed ({last}): is llm_augment {__version__} installed on every node?'
+            statuses[i] = {'cell': cells[i]['cell'], 'stale': stale, 'status': 'failed', 'error': why}
+    return statuses
 
 # %% ../nbs/07_experiment.ipynb #34a80a61
 def _cell_notebook(cell:Path) -> str: return yaml.safe_load((cell/'params.yaml').read_text())['notebook']
