@@ -472,7 +472,8 @@ def publish(folder, # a sweep folder with `*/notebook.ipynb` and `report.ipynb`
     import nbformat
     folder, docs_dir = Path(folder), Path(docs_dir)
     docs_dir.mkdir(parents=True, exist_ok=True)
-    sources = [(p, f'{p.parent.name}.ipynb') for p in sorted(folder.glob('*/notebook.ipynb'))]
+    sources = [(p, f'{p.parent.name}.ipynb') for p in sorted(folder.glob('*/notebook.ipynb'))
+               if (p.parent/'results.csv').exists()] # finished cells only: a stopped one is half a page
     copies = []
     for src, name in sources + [(folder/'report.ipynb', 'report.ipynb')]:
         if not src.exists(): continue

@@ -98,7 +98,10 @@ def test_published_notebooks_show_no_machine_path(tmp_path):
     folder = tmp_path/'runs'/'demo'; (folder/'size').mkdir(parents=True)
     cell = nbformat.v4.new_code_cell(f"out_dir = \"{folder.resolve()}/size\"")
     nbformat.write(nbformat.v4.new_notebook(cells=[cell]), folder/'size'/'notebook.ipynb')
+    (folder/'stopped').mkdir(); nbformat.write(nbformat.v4.new_notebook(cells=[cell]), folder/'stopped'/'notebook.ipynb')
+    (folder/'size'/'results.csv').write_text('arm\n')  # finished; `stopped` never wrote its results
     copies = publish(folder, tmp_path/'docs')
+    assert [p.name for p in copies] == ['size.ipynb']  # a stopped cell's half-run notebook is not a docs page
     text = copies[0].read_text()
     assert str(tmp_path) not in text and 'out_dir = \\"demo/size\\"' in text and 'skip_exec: true' in text
 
