@@ -247,7 +247,8 @@ def load_local(model_path:str): # a .gguf file
     if not Path(model_path).is_file(): raise FileNotFoundError(f"{model_path}: no such model file; give a .gguf path.")
     guard_repacking()
     from llama_cpp import Llama
-    return Llama(model_path=str(model_path), n_ctx=2048, n_threads=llama_threads(), verbose=False, seed=0)
+    threads = llama_threads() # prompt batches too: by default llama.cpp gives those every core
+    return Llama(model_path=str(model_path), n_ctx=2048, n_threads=threads, n_threads_batch=threads, verbose=False, seed=0)
 
 def local_complete(llama, request:dict) -> Completion:
     "One chat completion from an in-process llama.cpp model, seeded per sample; a `response_format` schema is enforced."
