@@ -335,10 +335,13 @@ def study_answer(results:pd.DataFrame, # one row per arm and seed, with human-on
     llm, oracle = _best(worth, ''), _best(worth, 'positive')
     if llm is None: said = "No LLM arm was compared, so this study says nothing about the generator yet."
     elif llm['lo_adj'] > 0:
-        said = (f"Augmentation helps: the best LLM arm, {llm['arm']}, adds {_gain_text(llm)} to its {llm['n_human']} "
+        said = (f"Augmentation helps: the best compared LLM arm, {llm['arm']}, adds {_gain_text(llm)} to its {llm['n_human']} "
                 f"human rows; its training set does as well as {llm['worth']}.")
     else:
         said = f"No LLM arm helps clearly: the best, {llm['arm']}, adds {_gain_text(llm)} (interval includes or is below zero)."
+    llm_arms = framed[framed['family'].eq('augmented')]
+    if (failed := llm_arms['gain'].isna().sum()):
+        said += f" {failed} of {len(llm_arms)} LLM arms could not be compared (the headline says why)."
     if oracle is None: power = "No oracle control was run, so a null result here cannot be told from a weak design."
     elif oracle['lo_adj'] > 0:
         power = (f"The design can see a gain: {oracle['n_added']} real held-apart rows (oracle) add {_gain_text(oracle)}, "
