@@ -16,7 +16,7 @@ BASE = dict(backend=['local', 'oracle'], synthetic_share=[0.0, 0.1], calls_per_l
             responses_per_call=5, epochs=1, max_length=32, n_boot=50)
 GRID = {'temperature': [0.5, 1.0]}
 # Columns that say where a run wrote or what it paid, not what it found.
-WHERE_AND_COST = ['out_dir', 'prediction_cache', 'train_seconds', 'llm_requests', 'llm_cached', 'llm_tokens',
+WHERE_AND_COST = ['out_dir', 'prediction_cache', 'train_seconds', 'pool_seconds', 'llm_requests', 'llm_cached', 'llm_tokens',
                   'llm_cost_usd']
 
 
