@@ -5,10 +5,10 @@
 # %% auto #0
 __all__ = ['DEFAULTS', 'OPTIONAL', 'SCHEMA', 'PRICES', 'RETRY_STATUS', 'RETRYABLE', 'REPACK_ENV', 'DEFAULT_OPENAI_MODEL',
            'USAGE_KEYS', 'SERVER_MAIN', 'Completion', 'as_request', 'sample_seed', 'cache_key', 'default_cache_dir',
-           'Cache', 'model_price', 'approx_tokens', 'MalformedResponse', 'to_completion', 'retry_after', 'retry_delay',
-           'run_sync', 'smollm2_path', 'default_encoder', 'cpu_flags', 'weight_repacking', 'guard_repacking',
-           'llama_threads', 'load_local', 'local_complete', 'api_key', 'openai_options', 'openai_complete', 'LLM',
-           'free_port', 'LocalServer']
+           'open_shared_sqlite', 'Cache', 'model_price', 'approx_tokens', 'MalformedResponse', 'to_completion',
+           'retry_after', 'retry_delay', 'run_sync', 'smollm2_path', 'default_encoder', 'cpu_flags', 'weight_repacking',
+           'guard_repacking', 'llama_threads', 'load_local', 'local_complete', 'api_key', 'openai_options',
+           'openai_complete', 'LLM', 'free_port', 'LocalServer']
 
 # %% ../nbs/02_llm.ipynb #fb14552a
 import asyncio, hashlib, importlib.util, json, math, os, random, socket, sqlite3, subprocess, sys, tempfile, threading, time
@@ -84,6 +84,27 @@ def default_cache_dir() -> Path:
     except ImportError: return Path.home()/'.cache'/'llm_augment'
     return Path(user_cache_dir('llm_augment'))
 
+# %% ../nbs/02_llm.ipynb #ff6c2ac0
+def open_shared_sqlite(path:Path, # the database file
+                       schema:str, # `CREATE TABLE IF NOT EXISTS ...` to run once the file is in WAL mode
+                       timeout:float=60, # seconds to wait for other processes, in total
+                      ) -> sqlite3.Connection:
+    "A connection to `path` in WAL mode, retried while another process opens the same new file."
+    # Switching a file to WAL needs an exclusive lock, and SQLite answers `database is locked` at once (without its busy
+    # handler) when two processes do it together on a cold file: so retry, with jitter, up to `timeout`.
+    deadline = time.monotonic() + timeout
+    while True:
+        conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
+        try:
+            if conn.execute('PRAGMA journal_mode').fetchone()[0] != 'wal': conn.execute('PRAGMA journal_mode=WAL')
+            conn.execute('PRAGMA synchronous=NORMAL')
+            conn.execute(schema)
+            return conn
+        except sqlite3.OperationalError as e:
+            conn.close()
+            if 'locked' not in str(e) or time.monotonic() > deadline: raise
+            time.sleep(random.uniform(0.01, 0.2))
+
 # %% ../nbs/02_llm.ipynb #4b095706
 SCHEMA = '''CREATE TABLE IF NOT EXISTS completions (key TEXT PRIMARY KEY, text TEXT NOT NULL,
   finish_reason TEXT, prompt_tokens INTEGER, completion_tokens INTEGER, created REAL)'''
@@ -99,10 +120,7 @@ class Cache:
         "The connection, opened on first use (so an `LLM` can be pickled to a worker)."
         if self._conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-            for pragma in ('busy_timeout=60000', 'journal_mode=WAL', 'synchronous=NORMAL'): conn.execute(f'PRAGMA {pragma}')
-            conn.execute(SCHEMA)
-            self._conn = conn
+            self._conn = open_shared_sqlite(self.path, SCHEMA)
         return self._conn
 
     def __getstate__(self): return dict(path=self.path)
