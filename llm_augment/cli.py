@@ -229,17 +229,19 @@ def predict_arguments(parser):
     parser.add_argument('model_dir', help='a model saved by `train`')
     parser.add_argument('path', help='CSV, TSV or Parquet file of texts')
     parser.add_argument('--text-col', default='text', help='column holding the texts (default: text)')
-    parser.add_argument('--out', required=True, help='file to write with a `prob` column added (.csv or .parquet)')
+    parser.add_argument('--out', required=True, help='file to write with a `prob` column added, or prob_0 .. prob_K-1 for K > 2 codes (.csv or .parquet)')
 
 @subcommand('predict', 'score texts with a trained model', predict_arguments)
 def predict_command(args:argparse.Namespace) -> int:
-    "Add the probability of label 1 to every row of a file."
+    "Add the probability of label 1 (of each label, with more than two codes) to every row of a file."
     from llm_augment.data import read_table
     from llm_augment.train import Classifier
     table = read_table(args.path)
     if args.text_col not in table:
         raise DataError(f"{args.path}: no text column {args.text_col!r}; columns are {list(table.columns)} (use --text-col)")
-    table['prob'] = Classifier.load(args.model_dir).predict_proba(table[args.text_col].astype(str).tolist())
+    probs = Classifier.load(args.model_dir).predict_proba(table[args.text_col].astype(str).tolist())
+    if probs.ndim == 1: table['prob'] = probs
+    else: table[[f'prob_{k}' for k in range(probs.shape[1])]] = probs
     print(f'{len(table)} rows scored: {write_rows(table, args.out)}')
     return 0
 

@@ -383,7 +383,7 @@ def run_seed(cfg:ExperimentConfig, human:pd.DataFrame, seed:int, llms:tuple, pro
         rows.append({'arm': arm_name(arm), **arm, 'control': CONTROLS.get(arm['backend'], ''), **shared, **row})
         if probs is None: continue
         predictions.append(pd.DataFrame(dict(arm=arm_name(arm), seed=seed, test_row=splits.test.index,
-                                             label=splits.test['label'].to_numpy(), prob=probs, baseline_prob=base)))
+                                             label=splits.test['label'].to_numpy(), prob=list(probs), baseline_prob=list(base))))
     return pd.DataFrame(rows), pd.concat(predictions, ignore_index=True) if predictions else pd.DataFrame()
 
 # %% ../nbs/07_experiment.ipynb #c29eed15
@@ -393,8 +393,8 @@ def family_gains(cfg:ExperimentConfig, predictions:pd.DataFrame, names:list, sha
     for _, p in predictions[predictions['arm'].isin(names)].groupby('seed'):
         wide = {arm: g.sort_values('test_row') for arm, g in p.groupby('arm')}
         first = wide[names[0]]
-        runs.append(SeedRun(first['label'].to_numpy(), {a: wide[a]['baseline_prob'].to_numpy() for a in names},
-                            {a: wide[a]['prob'].to_numpy() for a in names}))
+        runs.append(SeedRun(first['label'].to_numpy(), {a: np.stack(wide[a]['baseline_prob']) for a in names},
+                            {a: np.stack(wide[a]['prob']) for a in names}))
     chosen = [arm_name(a) for a in arms(cfg) if cfg.primary and arm_matches(a, cfg.primary)]
     primary = next((n for n in names if n in chosen), None)
     return paired_gains(runs, n_boot=cfg.n_boot, primary=primary, shared_test=shared_test)
@@ -437,7 +437,7 @@ class Experiment(NamedTuple):
     "What a run produced: a row per arm and seed, a row per compared arm, and every test prediction."
     results: pd.DataFrame # arm, axes, control, seed, sizes, metrics, baseline_ metrics, error, settings, LLM usage
     gains: pd.DataFrame # arm, family, axes, metric, gain, lo, hi, lo_adj, hi_adj, p, p_adj, primary, noise, error
-    predictions: pd.DataFrame # arm, seed, test_row, label, prob, baseline_prob
+    predictions: pd.DataFrame # arm, seed, test_row, label, prob, baseline_prob (P(label=1), or each row's P(label=k) list)
 
 def _llm_usage(llms:tuple) -> dict:
     used = [l.usage for l in {id(l): l for l in llms if l is not None}.values()]

@@ -151,6 +151,9 @@ def judge_agreement(rows:pd.DataFrame, # judged rows (see `judge`)
     judged = rows[rows['judge_label'].notna()]
     if judged['label'].nunique() < 2 or len(judged) < 2:
         raise DataError(f"judge agreement needs judged rows of both labels; {len(judged)} of {len(rows)} rows have a readable verdict, labels {sorted(judged['label'].unique())}: judge more rows or check the judge's answers")
-    table = score(judged['label'].astype(int).to_numpy(), judged['judge_label'].astype(float).to_numpy(), n_boot=n_boot, seed=seed)
+    codes, verdicts = judged['label'].astype(int).to_numpy(), judged['judge_label'].astype(int).to_numpy()
+    n_codes = max(2, codes.max() + 1, verdicts.max() + 1)
+    # a verdict is a certain score: P(label=1) for two codes, a one-hot row for more (macro one-vs-rest AUC)
+    table = score(codes, verdicts.astype(float) if n_codes == 2 else np.eye(n_codes)[verdicts], n_boot=n_boot, seed=seed)
     table.attrs.update(n=len(judged), missing=int(rows['judge_label'].isna().sum()))
     return table

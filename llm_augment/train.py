@@ -12,20 +12,19 @@ import numpy as np, pandas as pd, torch
 from fastcore.basics import patch
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from tqdm.auto import tqdm
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 from transformers.utils import logging as hf_logging
 from .data import DataError
-from .evaluate import score
+from .evaluate import point_estimates, score
 from .llm import default_encoder
 from .mix import largest_draw, mix
 
 # %% auto #0
 __all__ = ['CONFIG_FILE', 'pick_device', 'load_encoder', 'seed_everything', 'spread_labels', 'length_batches', 'pad_batch',
-           'Classifier', 'check_rows', 'BestEpoch', 'fine_tune', 'train_classifier', 'train_incremental',
-           'TfidfBaseline', 'tfidf_baseline']
+           'class_scores', 'Classifier', 'check_rows', 'BestEpoch', 'fine_tune', 'train_classifier',
+           'train_incremental', 'TfidfBaseline', 'tfidf_baseline']
 
 # %% ../nbs/06_train.ipynb #4c514edd
 def pick_device() -> torch.device:
@@ -51,13 +50,14 @@ def _quiet():
 # %% ../nbs/06_train.ipynb #ff2f2550
 def load_encoder(encoder:str|None=None, # local path or hub name; None = default_encoder()
                  seed:int=0, # seeds the new classification head
+                 num_labels:int=2, # codes the head tells apart (0 .. num_labels-1)
                 ):
-    "A tokenizer and a fresh 2-label sequence classifier from `encoder`."
+    "A tokenizer and a fresh sequence classifier with `num_labels` outputs from `encoder`."
     encoder, _ = encoder or default_encoder(), torch.manual_seed(seed)
     local = Path(encoder).exists()
     with _quiet():
         return (AutoTokenizer.from_pretrained(encoder, local_files_only=local),
-                AutoModelForSequenceClassification.from_pretrained(encoder, num_labels=2, local_files_only=local))
+                AutoModelForSequenceClassification.from_pretrained(encoder, num_labels=num_labels, local_files_only=local))
 
 # %% ../nbs/06_train.ipynb #5a9bbf05
 def seed_everything(seed:int, # seeds python, numpy and torch
@@ -112,6 +112,12 @@ def pad_batch(ids:list[list[int]], # token ids of each row
     for i, row in enumerate(ids): input_ids[i, :len(row)], attention_mask[i, :len(row)] = torch.tensor(row), 1
     return dict(input_ids=input_ids, attention_mask=attention_mask)
 
+# %% ../nbs/06_train.ipynb #d4094989
+def class_scores(probs:np.ndarray, # (n, K) class probabilities, column k = P(label = k)
+                ) -> np.ndarray:
+    "What `evaluate` scores: P(label = 1) for two codes, else the whole (n, K) matrix."
+    return probs[:, 1] if probs.shape[1] == 2 else probs
+
 # %% ../nbs/06_train.ipynb #1c044748
 class Classifier:
     "A fine-tuned encoder with its tokenizer, the config that trained it and its training history."
@@ -134,16 +140,16 @@ class Classifier:
         return {k: v.to(self.device) for k, v in pad_batch(ids, self.tokenizer.pad_token_id).items()}
 
     def predict_proba(self, texts, batch_size:int=64) -> np.ndarray:
-        "P(label = 1) for each text."
+        "P(label = 1) for each text; with more than two codes, an (n, K) matrix of P(label = k) (see `class_scores`)."
         ids = self.encode(texts)
-        order, probs = np.argsort([len(i) for i in ids], kind='stable'), np.empty(len(ids))
+        order, probs = np.argsort([len(i) for i in ids], kind='stable'), np.empty((len(ids), self.model.config.num_labels))
         self.model.eval()
         with torch.inference_mode(), _autocast(self.device):
             for start in range(0, len(ids), batch_size):
                 rows = order[start:start + batch_size]
                 logits = self.model(**self.batch([ids[i] for i in rows])).logits
-                probs[rows] = logits.float().softmax(-1)[:, 1].cpu().numpy()
-        return probs
+                probs[rows] = logits.float().softmax(-1).cpu().numpy()
+        return class_scores(probs)
 
 # %% ../nbs/06_train.ipynb #636b7ccf
 CONFIG_FILE = 'train_config.json'
@@ -169,13 +175,19 @@ def load(cls:Classifier, path, device=None) -> Classifier:
 # %% ../nbs/06_train.ipynb #5b8b90f3
 def check_rows(rows:pd.DataFrame, # training or validation rows in the row schema
                name:str, # 'train' or 'valid', for the message
-              ):
-    "Raise a DataError unless `rows` have text and both labels 0 and 1."
+               num_labels:int|None=None, # codes expected (None: the largest code + 1, at least 2)
+              ) -> int:
+    "The number of codes K, or a DataError unless `rows` have text and every label 0 .. K-1."
     missing = {'text', 'label'} - set(rows.columns)
     if missing: raise DataError(f"{name} has no column {sorted(missing)[0]}; load rows with data.load_responses")
     labels = set(rows['label'].unique().tolist())
-    if not labels <= {0, 1}: raise DataError(f"{name} has labels {sorted(labels)} in column label; the classifier needs 0/1 labels")
-    if labels != {0, 1}: raise DataError(f"{name} has only label {sorted(labels)} ({len(rows)} rows); it needs both 0 and 1: use a stratified split (data.split_data) or more rows")
+    k = num_labels or max(2, int(max(labels, default=0)) + 1)
+    if not labels <= set(range(k)):
+        raise DataError(f"{name} has labels {sorted(labels)} in column label; the classifier needs the codes 0 .. {k - 1}: recode them")
+    if len(labels) < k:
+        raise DataError(f"{name} has only label {sorted(labels)} ({len(rows)} rows); it needs every code 0 .. {k - 1}: "
+                        "use a stratified split (data.split_data) or more rows")
+    return k
 
 # %% ../nbs/06_train.ipynb #8405b520
 def _epoch(clf:Classifier, ids:list, labels:torch.Tensor, batches:list, opt, schedule, grad_accum:int, bar) -> float:
@@ -213,7 +225,7 @@ def fine_tune(clf:Classifier, # the classifier to train further
               stage:int=0, # label of this call in the history (synthetic rows in the incremental protocol)
              ) -> Classifier:
     "Train `clf` on `train`, keep the epoch with the best validation AUC, and log each epoch in `clf.history`."
-    check_rows(train, 'train'); check_rows(valid, 'valid'); torch.manual_seed(seed)
+    check_rows(valid, 'valid', check_rows(train, 'train', clf.model.config.num_labels)); torch.manual_seed(seed)
     ids, labels = clf.encode(train['text']), torch.tensor(train['label'].to_numpy(int))
     lengths, n_batches = np.array([len(i) for i in ids]), math.ceil(len(ids) / batch_size)
     n_steps = epochs * math.ceil(n_batches / grad_accum)
@@ -226,7 +238,7 @@ def fine_tune(clf:Classifier, # the classifier to train further
         batches = length_batches(lengths, batch_size, (seed, stage, epoch), bucketed, labels=labels.numpy())
         loss = _epoch(clf, ids, labels, batches, opt, schedule, grad_accum, bar)
         seconds = time.perf_counter() - start
-        valid_auc = roc_auc_score(valid['label'], clf.predict_proba(valid['text']))
+        valid_auc = point_estimates(valid['label'].to_numpy(int), clf.predict_proba(valid['text']))['auc']
         log.append(dict(stage=stage, epoch=epoch, n_train=len(ids), train_loss=loss, valid_auc=valid_auc,
                         train_seconds=seconds))
         bar.set_postfix(loss=f'{loss:.3f}', valid_auc=f'{valid_auc:.3f}')
@@ -255,12 +267,12 @@ def train_classifier(train:pd.DataFrame, # training rows (text, label), e.g. fro
                      threads:int|None=None, # torch CPU threads; None keeps torch's setting
                      device:str|None=None, # 'cuda', 'mps' or 'cpu'; None picks the fastest
                     ) -> Classifier:
-    "Fine-tune an encoder on `train`, choosing the epoch by validation AUC."
+    "Fine-tune an encoder on `train` (codes 0 .. K-1), choosing the epoch by validation AUC (macro one-vs-rest for K > 2)."
     fit = dict(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, patience=patience,
                warmup_share=warmup_share, grad_accum=grad_accum, seed=seed, bucketed=bucketed)
     config = dict(encoder=encoder or default_encoder(), max_length=max_length, fit=fit, threads=seed_everything(seed, threads),
-                  n_train=len(train), n_valid=len(valid), torch=torch.__version__)
-    tokenizer, model = load_encoder(config['encoder'], seed)
+                  n_train=len(train), n_valid=len(valid), num_labels=check_rows(train, 'train'), torch=torch.__version__)
+    tokenizer, model = load_encoder(config['encoder'], seed, config['num_labels'])
     return fine_tune(Classifier(model, tokenizer, config, device=device), train, valid, progress=progress, **fit)
 
 # %% ../nbs/06_train.ipynb #ac7372f7
@@ -299,9 +311,9 @@ def train_incremental(human_train:pd.DataFrame, # human-coded training rows
 
 # %% ../nbs/06_train.ipynb #be823e73
 class TfidfBaseline:
-    "A fitted TF-IDF + logistic regression pipeline with `predict_proba(texts)` -> P(label = 1)."
+    "A fitted TF-IDF + logistic regression pipeline with `predict_proba(texts)` -> P(label = 1), or the (n, K) matrix."
     def __init__(self, pipeline): self.pipeline = pipeline
-    def predict_proba(self, texts) -> np.ndarray: return self.pipeline.predict_proba(list(texts))[:, 1]
+    def predict_proba(self, texts) -> np.ndarray: return class_scores(self.pipeline.predict_proba(list(texts)))
 
 def tfidf_baseline(train:pd.DataFrame, # training rows (text, label)
                   ) -> TfidfBaseline:
