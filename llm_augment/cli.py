@@ -100,7 +100,9 @@ def config_from_args(args:argparse.Namespace):
     from dataclasses import asdict
     from llm_augment.experiment import ExperimentConfig, FIELDS, load_config, config_from_dict
     cfg = load_config(args.config) if args.config else ExperimentConfig()
-    flags = {k: v[0] if isinstance(v, list) and len(v) == 1 else v for k, v in vars(args).items() if k in FIELDS}
+    def one_or_list(name, v): # `--backend local` is one value; `--comparators tfidf` is still a list
+        return v[0] if isinstance(v, list) and len(v) == 1 and not str(FIELDS[name].type).startswith('list') else v
+    flags = {k: one_or_list(k, v) for k, v in vars(args).items() if k in FIELDS}
     return config_from_dict({**asdict(cfg), **flags}, 'command line')
 
 # %% ../nbs/09_cli.ipynb #e98e4738

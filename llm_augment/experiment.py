@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_experiment.ipynb #0dd3189a
 from __future__ import annotations
-import functools, hashlib, itertools, json, math, os, time, traceback
+import functools, hashlib, itertools, json, logging, math, os, time, traceback
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, asdict, replace
 from pathlib import Path
@@ -32,9 +32,10 @@ __all__ = ['STEPS', 'LLM_BACKENDS', 'CONTROLS', 'COMPARATORS', 'FIELDS', 'AXES',
            'training_settings', 'source_digest', 'predict_test', 'flat_scores', 'comparator_scores', 'run_arm',
            'run_seed', 'family_gains', 'failed_arms', 'arm_gains', 'Experiment', 'run_experiment', 'save_results',
            'Sweep', 'grid_parts', 'load_sweep', 'expand', 'experiments_dir', 'notebook_path', 'cell_fingerprint',
-           'stale_reason', 'crash_note', 'environ', 'cpu_budget', 'honour_cpu_budget', 'run_cell', 'arm_failures',
-           'run_local', 'cache_entries', 'add_cache_entries', 'read_tree', 'write_tree', 'cell_inputs', 'place_cell',
-           'put_back', 'run_on_node', 'driver_share', 'write_back', 'run_ray', 'collect_results', 'run_sweep']
+           'stale_reason', 'crash_note', 'environ', 'cpu_budget', 'honour_cpu_budget', 'known_parameters', 'run_cell',
+           'arm_failures', 'run_local', 'cache_entries', 'add_cache_entries', 'read_tree', 'write_tree', 'cell_inputs',
+           'place_cell', 'put_back', 'run_on_node', 'driver_share', 'write_back', 'run_ray', 'collect_results',
+           'run_sweep']
 
 # %% ../nbs/07_experiment.ipynb #2140e28d
 STEPS = ('data', 'generate', 'judge', 'mix', 'train', 'evaluate', 'run')
@@ -605,6 +606,13 @@ def honour_cpu_budget() -> int|None:
 
 honour_cpu_budget() # every experiment notebook imports this module before it trains anything
 
+# %% ../nbs/07_experiment.ipynb #30a7dfb5
+def known_parameters(record:logging.LogRecord, # a record of papermill's logger
+                    ) -> bool:
+    "False for papermill's `Passed unknown parameter` warnings: a cell's parameters are config fields, checked by `load_sweep`."
+    # the notebook reads every field with `config_from_namespace`, whether or not its parameters cell lists it
+    return not record.getMessage().startswith('Passed unknown parameter')
+
 # %% ../nbs/07_experiment.ipynb #580be607
 def run_cell(cell:dict, # a cell from `expand`
              kernel:str='python3', # the Jupyter kernel to run it in
@@ -613,6 +621,7 @@ def run_cell(cell:dict, # a cell from `expand`
     "Execute one sweep cell with papermill unless it finished with the same fingerprint; returns its status."
     import papermill as pm
     from nbclient.exceptions import DeadKernelError
+    logging.getLogger('papermill').addFilter(known_parameters) # once: a logger keeps one copy of a filter
     out, fingerprint = Path(cell['params']['out_dir']), cell_fingerprint(cell)
     if (stale := stale_reason(out, fingerprint)) is None: return {'cell': cell['cell'], 'status': 'skipped'}
     out.mkdir(parents=True, exist_ok=True)
