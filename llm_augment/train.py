@@ -185,8 +185,9 @@ def check_rows(rows:pd.DataFrame, # training or validation rows in the row schem
     if not labels <= set(range(k)):
         raise DataError(f"{name} has labels {sorted(labels)} in column label; the classifier needs the codes 0 .. {k - 1}: recode them")
     if len(labels) < k:
-        raise DataError(f"{name} has only label {sorted(labels)} ({len(rows)} rows); it needs every code 0 .. {k - 1}: "
-                        "use a stratified split (data.split_data) or more rows")
+        raise DataError(f"{name} has only label {sorted(labels)} ({len(rows)} rows); it needs every code 0 .. {k - 1} "
+                        f"(missing {sorted(set(range(k)) - labels)}): use a stratified split (data.split_data) or more rows, "
+                        "or recode the labels as 0 .. K-1")
     return k
 
 # %% ../nbs/06_train.ipynb #8405b520

@@ -154,5 +154,9 @@ def test_padding_on_real_answers(splits, trained):
 def test_one_label_training_set_is_refused(splits):
     with pytest.raises(DataError, match=r'train has only label \[1\]'):
         train_classifier(splits.train[splits.train.label == 1], splits.valid, **TINY)
-    with pytest.raises(DataError, match=r'labels \[0, 1, 2\]'):
-        tfidf_baseline(splits.train.assign(label=np.resize([0, 1, 2], len(splits.train))))
+    with pytest.raises(DataError, match=r'has only label \[0, 1, 3\].*missing \[2\]'):  # a gap in the codes
+        tfidf_baseline(splits.train.assign(label=np.resize([0, 1, 3], len(splits.train))))
+    with pytest.raises(DataError, match=r'needs the codes 0 \.\. 2'):
+        tfidf_baseline(splits.train.assign(label=np.resize([-1, 1, 2], len(splits.train))))
+    three = tfidf_baseline(splits.train.assign(label=np.resize([0, 1, 2], len(splits.train))))  # three codes are fine
+    assert three.predict_proba(splits.test['text']).shape == (len(splits.test), 3)
