@@ -478,7 +478,7 @@ class Sweep:
     notebook: list[str]  # experiment notebook name(s) (`ratio`) or paths
     base: dict  # config fields shared by every cell
     grid: dict|list  # config fields whose lists become cells; a list of such dicts (each may name its `part`) adds their cells
-    seeds: list[int]  # seeds every cell runs
+    seeds: list[int]  # seeds every cell runs (a grid part may set its own `seeds`)
     root: str = 'runs'  # parent folder of sweeps
 
     @property
@@ -512,7 +512,7 @@ def expand(sweep:Sweep) -> list[dict]:
         for combo in itertools.product(*grid.values()):
             varied = [f'{k}={_slug(v)}' for k, v in zip(grid, combo) if not part or len(grid[k]) > 1]
             name = '__'.join([Path(nb).stem, *([part] if part else []), *varied])
-            params = {**sweep.base, **dict(zip(grid, combo)), 'seeds': sweep.seeds, 'out_dir': str(folder/name),
+            params = {**sweep.base, 'seeds': sweep.seeds, **dict(zip(grid, combo)), 'out_dir': str(folder/name),
                       'prediction_cache': str(folder/'predictions')}
             cells.append({'cell': name, 'notebook': nb, 'params': params})
     if len(names := [c['cell'] for c in cells]) > len(set(names)):
