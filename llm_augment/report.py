@@ -17,8 +17,8 @@ __all__ = ['AXES', 'HUMAN_ONLY', 'CONTROL_NAMES', 'FUNNEL_STAGES', 'MODELS', 'RO
            'chart_axes', 'series_names', 'funnel_chart', 'auc_long', 'auc_chart', 'gain_frame', 'gain_chart',
            'side_of_zero', 'control_table', 'llm_sentences', 'control_sentences', 'failure_sentence', 'noise_sentence',
            'headline', 'arm_table', 'cost_table', 'design_note', 'learning_curve', 'curve_chart', 'worth_text',
-           'worth_table', 'study_answer', 'study_row', 'is_study', 'save_chart', 'read_tables', 'save_charts',
-           'report_notebook', 'write_report', 'publish']
+           'worth_table', 'oracle_check', 'reading_caveat', 'study_answer', 'study_row', 'is_study', 'save_chart',
+           'read_tables', 'save_charts', 'report_notebook', 'write_report', 'publish']
 
 # %% ../nbs/08_report.ipynb #488f2f2f
 AXES = ['backend', 'temperature', 'consistency_filter', 'n_synthetic', 'synthetic_share'] # as `experiment` writes them
@@ -320,6 +320,24 @@ def worth_table(results:pd.DataFrame, # one row per arm and seed, with human-onl
     return pd.DataFrame(rows)
 
 
+# %% ../nbs/08_report.ipynb #d2c764b4
+def oracle_check(worth:pd.DataFrame, # from `worth_table`
+                ) -> pd.DataFrame:
+    "The oracle arms of `worth` with the real coded rows each trains on (`real_rows`) and whether its interval holds them."
+    oracle = worth[blank(worth['control']).eq('positive')] if len(worth) else pd.DataFrame(columns=[*worth.columns, 'control'])
+    real = (oracle['n_human'] + oracle['n_added']).astype(float)
+    on_curve = real.where(real <= oracle['largest'], np.inf) # beyond the curve, '>largest' is the right reading
+    return oracle.assign(real_rows=real.astype(int), holds=(oracle['lo'] <= on_curve) & (on_curve <= oracle['hi']))
+
+def reading_caveat(worth:pd.DataFrame, # from `worth_table`
+                  ) -> str:
+    "A sentence telling the reader not to budget with the readings when an oracle arm's interval misses its real rows; else ''."
+    missed = oracle_check(worth).query('~holds')
+    if missed.empty: return ''
+    shown = '; '.join(f"{r.real_rows} real rows read as {r.worth}" for r in missed.itertuples())
+    return (f"Do not budget with the human-row readings of this study: the curve misreads real coded rows here "
+            f"(oracle: {shown}).")
+
 # %% ../nbs/08_report.ipynb #7b3a463b
 def _best(worth:pd.DataFrame, control:str) -> pd.Series|None: # control '' picks the LLM arms
     rows = worth[blank(worth['control']).eq(control)] if len(worth) else worth
@@ -347,7 +365,7 @@ def study_answer(results:pd.DataFrame, # one row per arm and seed, with human-on
         power = (f"The design can see a gain: {oracle['n_added']} real held-apart rows (oracle) add {_gain_text(oracle)}, "
                  f"as much as {oracle['worth']}; that bounds what a better generator could give at this size.")
     else: power = f"Even real held-apart rows (oracle) add only {_gain_text(oracle)}: this design cannot see a gain here."
-    return ' '.join([said, power, noise_sentence(framed, results)])
+    return ' '.join(filter(None, [said, power, reading_caveat(worth), noise_sentence(framed, results)]))
 
 
 # %% ../nbs/08_report.ipynb #66f9c37b
@@ -373,7 +391,8 @@ def study_row(results:pd.DataFrame, # one study's results, with a curve
         row[f'{name}_{n_human}+{added}'] = _arm_text(at.iloc[0] if len(at) else None)
     best = _best(worth, '')
     row.update(best_llm_arm='' if best is None else best['arm'], best_llm_gain=_arm_text(best),
-               best_llm_worth='' if best is None else best['worth'], seeds=results['seed'].nunique(),
+               best_llm_worth='' if best is None else best['worth'], readings_hold=oracle_check(worth)['holds'].all(),
+               seeds=results['seed'].nunique(),
                compute_minutes=round((results.drop_duplicates([c for c in ('cell', 'seed') if c in results])['pool_seconds'].sum()
                                       + results['train_seconds'].sum()) / 60, 1))
     return row
@@ -388,7 +407,10 @@ STUDY_CELLS = [
     ('markdown', "## What each arm is worth\n\nThe human-coded rows a human-only model needs to reach each arm's test AUC "
                  "(95% interval over seeds), and the cost beside the coding the added rows stand in for, at {price} USD "
                  "per coded response (an assumption: `--price-per-response` sets it)."),
-    ('code', "worth_table(results, gains, price_per_response={price})"),
+    ('code', "worth = worth_table(results, gains, price_per_response={price})\nworth"),
+    ('markdown', "**Does the reading hold?** Each oracle arm trains on real coded rows only: the curve should read it as "
+                 "about as many rows as it has. Where an interval misses, do not budget with this study's readings."),
+    ('code', "oracle_check(worth)[['arm', 'real_rows', 'worth', 'holds']]"),
 ]
 
 def is_study(results:pd.DataFrame) -> bool: # one row per arm and seed
