@@ -4,12 +4,12 @@
 
 # %% auto #0
 __all__ = ['DEFAULTS', 'OPTIONAL', 'SCHEMA', 'PRICES', 'RETRY_STATUS', 'RETRYABLE', 'REPACK_ENV', 'DEFAULT_OPENAI_MODEL',
-           'DURATION_UNITS', 'USAGE_KEYS', 'SERVER_MAIN', 'Completion', 'as_request', 'sample_seed', 'cache_key',
-           'default_cache_dir', 'open_shared_sqlite', 'Cache', 'model_price', 'approx_tokens', 'MalformedResponse',
-           'to_completion', 'retry_after', 'retry_delay', 'run_sync', 'smollm2_path', 'default_encoder', 'cpu_flags',
-           'weight_repacking', 'guard_repacking', 'llama_threads', 'load_local', 'local_complete', 'api_key',
-           'openai_options', 'openai_complete', 'parse_duration', 'rate_limits', 'RateBucket', 'AdaptiveLimit', 'LLM',
-           'overloaded', 'free_port', 'LocalServer']
+           'DURATION_UNITS', 'ANSWER_OVERHEAD', 'USAGE_KEYS', 'SERVER_MAIN', 'Completion', 'as_request', 'sample_seed',
+           'cache_key', 'default_cache_dir', 'open_shared_sqlite', 'Cache', 'model_price', 'approx_tokens',
+           'MalformedResponse', 'to_completion', 'retry_after', 'retry_delay', 'run_sync', 'smollm2_path',
+           'default_encoder', 'cpu_flags', 'weight_repacking', 'guard_repacking', 'llama_threads', 'load_local',
+           'local_complete', 'api_key', 'openai_options', 'openai_complete', 'parse_duration', 'rate_limits',
+           'RateBucket', 'AdaptiveLimit', 'LLM', 'overloaded', 'free_port', 'LocalServer']
 
 # %% ../nbs/02_llm.ipynb #fb14552a
 import asyncio, hashlib, importlib.util, json, math, os, random, re, socket, sqlite3, statistics, subprocess, sys, tempfile, threading, time
@@ -372,6 +372,8 @@ class RateBucket:
         if reset is not None: self.reset_at = now + reset
 
 # %% ../nbs/02_llm.ipynb #7eed3f01
+ANSWER_OVERHEAD = 16 # a request's fixed cost (prompt, network), in token-times of its answer
+
 class AdaptiveLimit:
     "How many requests may be in flight: one more while latency stays flat, half as many when it grows or the server is overloaded."
     def __init__(self, ceiling:int=32, # never more in flight (the user's `concurrency`)
@@ -381,7 +383,7 @@ class AdaptiveLimit:
                  window:int=20): # answers remembered
         self.ceiling, self.timeout, self.tolerance = max(1, ceiling), timeout, tolerance
         self.limit = max(1, min(start, self.ceiling))
-        self.latencies, self.turns = deque(maxlen=window), deque(maxlen=window) # seconds; seconds per answer
+        self.paces, self.turns = deque(maxlen=window), deque(maxlen=window) # seconds per unit of size; server seconds per answer
         self.in_flight, self.flat, self.cut_at = 0, 0, -math.inf
         self._cond = self._loop = None
 
@@ -398,12 +400,13 @@ def record(self:AdaptiveLimit, sent:float, # when the attempt was sent (`time.mo
            load:int, # requests in flight when it was sent, itself included
            latency:float|None=None, # seconds it took to answer; None when it failed
            overload:bool=False, # a timeout, a 429 or a 5xx
+           size:float=1.0, # the answer's size: its completion tokens + `ANSWER_OVERHEAD`; latencies are compared per unit
            now:float|None=None): # `time.monotonic()`, for tests
     "Grow or cut the limit after an attempt."
     if latency is not None:
-        self.latencies.append(latency); self.turns.append(latency/max(1, load))
+        self.paces.append(latency/size); self.turns.append(latency/max(1, load))
     if sent >= self.cut_at: # sent under the current limit
-        if overload or (latency is not None and latency > self.tolerance*min(self.latencies)): self.cut(now)
+        if overload or (latency is not None and latency/size > self.tolerance*min(self.paces)): self.cut(now)
         elif latency is not None:
             self.flat += 1
             if self.flat >= self.limit: self.limit, self.flat = min(self.ceiling, self.limit + 1), 0
@@ -430,11 +433,12 @@ async def acquire(self:AdaptiveLimit) -> int:
 async def release(self:AdaptiveLimit, sent:float|None=None, # when the attempt was sent; None when it never was
                   load:int=1, # what `acquire` returned
                   latency:float|None=None, # seconds it took to answer; None when it failed
-                  overload:bool=False): # a timeout, a 429 or a 5xx
+                  overload:bool=False, # a timeout, a 429 or a 5xx
+                  size:float=1.0): # the answer's completion tokens + `ANSWER_OVERHEAD`
     "Give the slot back, first growing or cutting the limit after the attempt."
     cond = self._condition()
     async with cond:
-        if sent is not None: self.record(sent, load, latency, overload)
+        if sent is not None: self.record(sent, load, latency, overload, size)
         self.in_flight -= 1
         cond.notify_all()
 
@@ -593,7 +597,7 @@ async def _attempts(self:LLM, call, request:dict) -> Completion:
                     return Completion(None, error=f'{type(err).__name__}: {str(err)[:200]}', attempts=attempt)
                 await asyncio.sleep(delay)
             else:
-                await self._limit.release(sent, load, latency=time.monotonic() - sent)
+                await self._limit.release(sent, load, latency=time.monotonic() - sent, size=completion.completion_tokens + ANSWER_OVERHEAD)
                 self._observe(headers, sent)
                 return replace(completion, attempts=attempt)
     finally:
