@@ -383,8 +383,8 @@ class AdaptiveLimit:
                  window:int=20): # answers remembered
         self.ceiling, self.timeout, self.tolerance = max(1, ceiling), timeout, tolerance
         self.limit = max(1, min(start, self.ceiling))
-        self.paces, self.turns = deque(maxlen=window), deque(maxlen=window) # seconds per unit of size; server seconds per answer
-        self.in_flight, self.flat, self.cut_at = 0, 0, -math.inf
+        self.paces, self.turns = deque(maxlen=window), deque(maxlen=window) # seconds per unit of size; gaps between answers
+        self.in_flight, self.flat, self.cut_at, self.answered = 0, 0, -math.inf, None
         self._cond = self._loop = None
 
     def __getstate__(self): return {k: v for k, v in self.__dict__.items() if k not in ('_cond', '_loop')} | dict(_cond=None, _loop=None, in_flight=0)
@@ -397,14 +397,16 @@ class AdaptiveLimit:
 # %% ../nbs/02_llm.ipynb #5af9c4c0
 @patch
 def record(self:AdaptiveLimit, sent:float, # when the attempt was sent (`time.monotonic()`)
-           load:int, # requests in flight when it was sent, itself included
            latency:float|None=None, # seconds it took to answer; None when it failed
            overload:bool=False, # a timeout, a 429 or a 5xx
            size:float=1.0, # the answer's size: its completion tokens + `ANSWER_OVERHEAD`; latencies are compared per unit
            now:float|None=None): # `time.monotonic()`, for tests
     "Grow or cut the limit after an attempt."
+    now = time.monotonic() if now is None else now
     if latency is not None:
-        self.paces.append(latency/size); self.turns.append(latency/max(1, load))
+        self.paces.append(latency/size)
+        if self.answered is not None: self.turns.append(now - self.answered)
+        self.answered = now
     if sent >= self.cut_at: # sent under the current limit
         if overload or (latency is not None and latency/size > self.tolerance*min(self.paces)): self.cut(now)
         elif latency is not None:
@@ -431,14 +433,13 @@ async def acquire(self:AdaptiveLimit) -> int:
 
 @patch
 async def release(self:AdaptiveLimit, sent:float|None=None, # when the attempt was sent; None when it never was
-                  load:int=1, # what `acquire` returned
                   latency:float|None=None, # seconds it took to answer; None when it failed
                   overload:bool=False, # a timeout, a 429 or a 5xx
                   size:float=1.0): # the answer's completion tokens + `ANSWER_OVERHEAD`
     "Give the slot back, first growing or cutting the limit after the attempt."
     cond = self._condition()
     async with cond:
-        if sent is not None: self.record(sent, load, latency, overload, size)
+        if sent is not None: self.record(sent, latency, overload, size)
         self.in_flight -= 1
         cond.notify_all()
 
@@ -581,7 +582,7 @@ async def _attempts(self:LLM, call, request:dict) -> Completion:
     need = None
     try:
         for attempt in range(1, self.max_attempts+1):
-            load = await self._limit.acquire()
+            await self._limit.acquire()
             if need is None and (need := await self._reserve(request)) is None:
                 await self._limit.release()
                 return Completion(None, error='budget')
@@ -590,15 +591,16 @@ async def _attempts(self:LLM, call, request:dict) -> Completion:
             sent = time.monotonic()
             try: completion, headers = await call(request)
             except Exception as err:
-                await self._limit.release(sent, load, overload=overloaded(err))
                 self._observe(getattr(getattr(err, 'response', None), 'headers', None), sent, err)
+                await self._limit.release(sent, overload=overloaded(err))
                 delay = retry_delay(err, attempt, self.backoff)
                 if delay is None or attempt == self.max_attempts:
                     return Completion(None, error=f'{type(err).__name__}: {str(err)[:200]}', attempts=attempt)
                 await asyncio.sleep(delay)
             else:
-                await self._limit.release(sent, load, latency=time.monotonic() - sent, size=completion.completion_tokens + ANSWER_OVERHEAD)
+                latency = time.monotonic() - sent
                 self._observe(headers, sent)
+                await self._limit.release(sent, latency=latency, size=completion.completion_tokens + ANSWER_OVERHEAD)
                 return replace(completion, attempts=attempt)
     finally:
         if need: self._reserved -= need
