@@ -4,14 +4,16 @@
 
 # %% auto #0
 __all__ = ['DEFAULTS', 'OPTIONAL', 'SCHEMA', 'PRICES', 'RETRY_STATUS', 'RETRYABLE', 'REPACK_ENV', 'DEFAULT_OPENAI_MODEL',
-           'USAGE_KEYS', 'SERVER_MAIN', 'Completion', 'as_request', 'sample_seed', 'cache_key', 'default_cache_dir',
-           'open_shared_sqlite', 'Cache', 'model_price', 'approx_tokens', 'MalformedResponse', 'to_completion',
-           'retry_after', 'retry_delay', 'run_sync', 'smollm2_path', 'default_encoder', 'cpu_flags', 'weight_repacking',
-           'guard_repacking', 'llama_threads', 'load_local', 'local_complete', 'api_key', 'openai_options',
-           'openai_complete', 'LLM', 'free_port', 'LocalServer']
+           'DURATION_UNITS', 'ANSWER_OVERHEAD', 'USAGE_KEYS', 'SERVER_MAIN', 'Completion', 'as_request', 'sample_seed',
+           'cache_key', 'default_cache_dir', 'open_shared_sqlite', 'Cache', 'model_price', 'approx_tokens',
+           'MalformedResponse', 'to_completion', 'retry_after', 'retry_delay', 'run_sync', 'smollm2_path',
+           'default_encoder', 'cpu_flags', 'weight_repacking', 'guard_repacking', 'llama_threads', 'load_local',
+           'local_complete', 'api_key', 'openai_options', 'openai_complete', 'parse_duration', 'rate_limits',
+           'RateBucket', 'AdaptiveLimit', 'LLM', 'overloaded', 'free_port', 'LocalServer']
 
 # %% ../nbs/02_llm.ipynb #fb14552a
-import asyncio, hashlib, importlib.util, json, math, os, random, socket, sqlite3, subprocess, sys, tempfile, threading, time
+import asyncio, hashlib, importlib.util, json, math, os, random, re, socket, sqlite3, statistics, subprocess, sys, tempfile, threading, time
+from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -294,29 +296,171 @@ def openai_options(request:dict) -> dict:
     extra = {k: request[k] for k in OPTIONAL[:2] if k in request}
     return extra | ({'response_format': {'type': 'json_object'}} if 'response_format' in request else {})
 
-async def openai_complete(client:openai.AsyncOpenAI, model:str, request:dict) -> Completion:
-    "One chat completion through the openai SDK, seeded per sample."
+async def openai_complete(client:openai.AsyncOpenAI, # the SDK client (its own retries off)
+                          model:str, # model name
+                          request:dict, # a request as returned by `as_request`
+                         ) -> tuple[Completion, dict]:
+    "One chat completion through the openai SDK, seeded per sample, with the response's headers (lower-case names)."
     r = request
-    response = await client.chat.completions.create(model=model, messages=r['messages'], temperature=r['temperature'],
+    raw = await client.chat.completions.with_raw_response.create(model=model, messages=r['messages'], temperature=r['temperature'],
         top_p=r['top_p'], max_tokens=r['max_tokens'], seed=sample_seed(r['seed'], r['sample']), **openai_options(r))
-    return to_completion(response)
+    return to_completion(raw.parse()), dict(raw.headers)
+
+# %% ../nbs/02_llm.ipynb #16585ff0
+DURATION_UNITS = {'h': 3600.0, 'm': 60.0, 's': 1.0, 'ms': 1e-3}
+
+def parse_duration(text:str|None, # e.g. '1s', '6m0s', '20ms', '1h2m3.5s', or a bare number of seconds
+                  ) -> float|None:
+    "Seconds in an OpenAI rate-limit reset time; None when there is none or it cannot be read."
+    if text is None: return None
+    text = str(text).strip()
+    try: return float(text)
+    except ValueError: pass
+    parts = re.findall(r'(\d+(?:\.\d+)?)(ms|h|m|s)', text)
+    if not parts or ''.join(n+u for n, u in parts) != text: return None
+    return sum(float(n)*DURATION_UNITS[u] for n, u in parts)
+
+# %% ../nbs/02_llm.ipynb #928fbd4c
+def rate_limits(headers, # response headers (a dict with lower-case names, or httpx's case-insensitive headers)
+               ) -> dict:
+    "`{'requests'|'tokens': (limit, remaining, seconds_to_reset)}` from the `x-ratelimit-*` headers the server sent."
+    limits = {}
+    for kind in ('requests', 'tokens'):
+        try: limit, remaining = int(headers[f'x-ratelimit-limit-{kind}']), int(headers[f'x-ratelimit-remaining-{kind}'])
+        except (KeyError, ValueError, TypeError): continue
+        limits[kind] = (limit, remaining, parse_duration(headers.get(f'x-ratelimit-reset-{kind}')))
+    return limits
+
+# %% ../nbs/02_llm.ipynb #55daae75
+class RateBucket:
+    "A token bucket of `capacity` units per `period` seconds, corrected by the server's `x-ratelimit-*` headers."
+    def __init__(self, capacity:float|None=None, # units per period; None: unknown until the server says
+                 period:float=60.0): # seconds in which the bucket refills from empty
+        self.capacity, self.period, self.level = capacity, period, capacity
+        self.stamp, self.reset_at, self.refilled = time.monotonic(), math.inf, -math.inf
+
+    def _refill(self, now:float):
+        self.level = min(self.capacity, self.level + (now - self.stamp)*self.capacity/self.period)
+        if now >= self.reset_at: self.level, self.reset_at, self.refilled = self.capacity, math.inf, now
+        self.stamp = now
+
+    def take(self, n:float, # units wanted (at most the capacity is asked for)
+             now:float|None=None, # `time.monotonic()`, for tests
+            ) -> float:
+        "Seconds to wait before `n` units are there; 0 when they are, and then they are taken."
+        if self.capacity is None: return 0.0
+        now = time.monotonic() if now is None else now
+        self._refill(now)
+        n = min(n, self.capacity)
+        if self.level >= n:
+            self.level -= n
+            return 0.0
+        return max(1e-3, min((n - self.level)*self.period/self.capacity, self.reset_at - now))
+
+    def observe(self, limit:int, # the server's limit
+                remaining:int, # what it says is left
+                reset:float|None, # seconds until it is full again
+                sent:float, # when the answered request was sent (`time.monotonic()`)
+                now:float|None=None): # `time.monotonic()`, for tests
+        "Take the server's word for the level, unless the request was sent before our last refill."
+        now = time.monotonic() if now is None else now
+        if sent < self.refilled: return
+        if self.capacity is None: self.level, self.stamp = remaining, now
+        self.capacity = limit
+        self._refill(now)
+        self.level = min(self.level, remaining)
+        if reset is not None: self.reset_at = now + reset
+
+# %% ../nbs/02_llm.ipynb #7eed3f01
+ANSWER_OVERHEAD = 16 # a request's fixed cost (prompt, network), in token-times of its answer
+
+class AdaptiveLimit:
+    "How many requests may be in flight: one more while latency stays flat, half as many when it grows or the server is overloaded."
+    def __init__(self, ceiling:int=32, # never more in flight (the user's `concurrency`)
+                 start:int=2, # in flight at first
+                 timeout:float=60, # seconds an attempt may take
+                 tolerance:float=1.5, # latency within this factor of the best recent one counts as flat
+                 window:int=20): # answers remembered
+        self.ceiling, self.timeout, self.tolerance = max(1, ceiling), timeout, tolerance
+        self.limit = max(1, min(start, self.ceiling))
+        self.paces, self.turns = deque(maxlen=window), deque(maxlen=window) # seconds per unit of size; gaps between answers
+        self.in_flight, self.flat, self.cut_at, self.answered = 0, 0, -math.inf, None
+        self._cond = self._loop = None
+
+    def __getstate__(self): return {k: v for k, v in self.__dict__.items() if k not in ('_cond', '_loop')} | dict(_cond=None, _loop=None, in_flight=0)
+    def __repr__(self): return f'AdaptiveLimit({self.limit} of {self.ceiling}, {self.in_flight} in flight)'
+
+    def cut(self, now:float|None=None): # `time.monotonic()`, for tests
+        "Halve the limit (never below 1)."
+        self.limit, self.flat, self.cut_at = max(1, self.limit//2), 0, time.monotonic() if now is None else now
+
+# %% ../nbs/02_llm.ipynb #5af9c4c0
+@patch
+def record(self:AdaptiveLimit, sent:float, # when the attempt was sent (`time.monotonic()`)
+           latency:float|None=None, # seconds it took to answer; None when it failed
+           overload:bool=False, # a timeout, a 429 or a 5xx
+           size:float=1.0, # the answer's size: its completion tokens + `ANSWER_OVERHEAD`; latencies are compared per unit
+           now:float|None=None): # `time.monotonic()`, for tests
+    "Grow or cut the limit after an attempt."
+    now = time.monotonic() if now is None else now
+    if latency is not None:
+        self.paces.append(latency/size)
+        if self.answered is not None: self.turns.append(now - self.answered)
+        self.answered = now
+    if sent >= self.cut_at: # sent under the current limit
+        if overload or (latency is not None and latency/size > self.tolerance*min(self.paces)): self.cut(now)
+        elif latency is not None:
+            self.flat += 1
+            if self.flat >= self.limit: self.limit, self.flat = min(self.ceiling, self.limit + 1), 0
+    if self.turns: self.limit = max(1, min(self.limit, math.floor(self.timeout/2/max(1e-6, statistics.median(self.turns)))))
+
+# %% ../nbs/02_llm.ipynb #606e0f3b
+@patch
+def _condition(self:AdaptiveLimit) -> asyncio.Condition:
+    "The condition the waiting requests share, one per event loop (each `batch` runs in a loop of its own)."
+    loop = asyncio.get_running_loop()
+    if self._loop is not loop: self._cond, self._loop, self.in_flight = asyncio.Condition(), loop, 0
+    return self._cond
+
+@patch
+async def acquire(self:AdaptiveLimit) -> int:
+    "Wait for a slot under the limit; the requests in flight, this one included."
+    cond = self._condition()
+    async with cond:
+        await cond.wait_for(lambda: self.in_flight < self.limit)
+        self.in_flight += 1
+        return self.in_flight
+
+@patch
+async def release(self:AdaptiveLimit, sent:float|None=None, # when the attempt was sent; None when it never was
+                  latency:float|None=None, # seconds it took to answer; None when it failed
+                  overload:bool=False, # a timeout, a 429 or a 5xx
+                  size:float=1.0): # the answer's completion tokens + `ANSWER_OVERHEAD`
+    "Give the slot back, first growing or cutting the limit after the attempt."
+    cond = self._condition()
+    async with cond:
+        if sent is not None: self.record(sent, latency, overload, size)
+        self.in_flight -= 1
+        cond.notify_all()
 
 # %% ../nbs/02_llm.ipynb #b65529e8
-USAGE_KEYS = ('requests', 'cached', 'failed', 'attempts', 'prompt_tokens', 'completion_tokens', 'cost_usd')
+USAGE_KEYS = ('requests', 'cached', 'failed', 'sent', 'attempts', 'retries', 'rate_limited', 'prompt_tokens', 'completion_tokens', 'cost_usd')
 
 class LLM:
-    "Chat completions from a backend ('local' or 'openai'), cached on disk, retried, counted and priced."
+    "Chat completions from a backend ('local' or 'openai'), cached on disk, paced, retried, counted and priced."
     def __init__(self, backend:str='local', # 'local' (embedded SmolLM2, in-process) or 'openai' (any OpenAI-compatible server)
                  model:str|None=None, # model name; for 'local' optionally a .gguf path (default: the embedded SmolLM2)
                  base_url:str|None=None, # OpenAI-compatible endpoint, e.g. 'http://127.0.0.1:8000/v1' (vLLM, Ollama, llama.cpp, Azure)
                  api_key_env:str='OPENAI_API_KEY', # name of the env var holding the key; the key itself is never stored
                  cache_dir:str|Path|None=None, # default: env LLM_AUGMENT_CACHE_DIR or the user cache folder
-                 concurrency:int|None=None, # requests in flight: default 32 for 'openai'; 'local' is always 1
+                 concurrency:int|None=None, # most requests in flight: default 32 for 'openai' (reached as the server allows); 'local' is always 1
                  max_attempts:int=6, # upstream attempts per request before it is reported as failed
                  timeout:float=60, # seconds per attempt ('openai')
                  budget_usd:float|None=None, # refuse requests (error 'budget') that could take the cost past this
                  prices:dict|None=None, # {model: (usd_per_1M_prompt, usd_per_1M_completion)}, added to `PRICES`
-                 backoff:float=0.5): # first retry wait in seconds, doubled each attempt, with jitter
+                 backoff:float=0.5, # first retry wait in seconds, doubled each attempt, with jitter
+                 rpm:int|None=None, # requests per minute at most (the server's headers may lower it)
+                 tpm:int|None=None): # tokens per minute at most, counting each request as its prompt plus `max_tokens`
         if backend not in ('local', 'openai'): raise ValueError(f"LLM backend={backend!r} is unknown: use 'local' or 'openai'.")
         self.backend, self.base_url, self.api_key_env = backend, base_url.rstrip('/') if base_url else None, api_key_env
         self.model_path = str(model or smollm2_path()) if backend == 'local' else None
@@ -328,6 +472,8 @@ class LLM:
             raise ValueError(f"budget_usd needs a price for model {self.model!r}: pass prices={{{self.model!r}: (usd_per_1M_prompt, usd_per_1M_completion)}}.")
         self.cache, self.failures, self._reserved, self._prompt_ratio = Cache(cache_dir), [], 0.0, None
         self._usage = dict.fromkeys(USAGE_KEYS, 0)
+        self._limit = AdaptiveLimit(self.concurrency, start=8 if base_url is None else 2, timeout=timeout)
+        self._rate, self._cool_until = dict(requests=RateBucket(rpm), tokens=RateBucket(tpm)), 0.0
 
     def __repr__(self):
         return (f'LLM(backend={self.backend!r}, model={self.model!r}, base_url={self.base_url!r}, '
@@ -336,8 +482,9 @@ class LLM:
 # %% ../nbs/02_llm.ipynb #2d4ef202
 @patch(as_prop=True)
 def usage(self:LLM) -> dict:
-    "This LLM's requests, cache hits, failures, upstream attempts, tokens and USD cost so far."
-    return {**self._usage, 'cost_usd': round(self._usage['cost_usd'], 6)}
+    "This LLM's requests, cache hits, failures, upstream attempts and retries, 429s, tokens, USD cost and work factor so far."
+    u = self._usage
+    return {**u, 'cost_usd': round(u['cost_usd'], 6), 'work_factor': round(u['attempts']/u['sent'], 3) if u['sent'] else 0.0}
 
 @patch
 def cost(self:LLM, prompt_tokens:int, completion_tokens:int) -> float:
@@ -385,28 +532,84 @@ def _account(self:LLM, request:dict, completion:Completion):
         u['cost_usd'] += self.cost(c.prompt_tokens, c.completion_tokens)
         self._prompt_ratio = max(self._prompt_ratio or 1.0, c.prompt_tokens/approx_tokens(request['messages']))
 
-# %% ../nbs/02_llm.ipynb #82bfdd7d
+# %% ../nbs/02_llm.ipynb #3f5e9615
 @patch
-async def _attempts(self:LLM, call, request:dict) -> Completion:
-    "Call upstream until success or `max_attempts`; a request that still fails comes back with `error`."
-    for attempt in range(1, self.max_attempts+1):
-        self._usage['attempts'] += 1
-        try: return replace(await call(request), attempts=attempt)
-        except Exception as err:
-            delay = retry_delay(err, attempt, self.backoff)
-            if delay is None or attempt == self.max_attempts:
-                return Completion(None, error=f'{type(err).__name__}: {str(err)[:200]}', attempts=attempt)
-            await asyncio.sleep(delay)
+def usage_line(self:LLM) -> str:
+    "The bill in one line: requests, cache hits, failures, attempts, retries, 429s, work factor, tokens and cost."
+    u = self.usage
+    return (f"LLM: {u['requests'] - u['cached']} new requests, {u['cached']} from cache, {u['failed']} failed; "
+            f"{u['attempts']} attempts ({u['retries']} retries, {u['rate_limited']} rate-limited), work factor {u['work_factor']:.2f}; "
+            f"{u['prompt_tokens'] + u['completion_tokens']} tokens, ${u['cost_usd']:.4f}")
 
 @patch
-async def _one(self:LLM, call, request:dict, key:str, slots:asyncio.Semaphore) -> Completion:
-    "One request under the concurrency limit and the budget, cached the moment it returns."
-    async with slots:
-        need = await self._reserve(request)
-        if need is None: completion = Completion(None, error='budget')
-        else:
-            try: completion = await self._attempts(call, request)
-            finally: self._reserved -= need
+def failure_report(self:LLM) -> str|None:
+    "How many calls failed, the most common reason, and what a rerun does; None when none failed."
+    if not self.failures: return None
+    (why, times), = Counter(f['error'] for f in self.failures).most_common(1)
+    n, answered = len(self.failures), self._usage['requests'] - len(self.failures)
+    return (f"{n} of {self._usage['requests']} LLM calls failed, most often ({times} of {n}) with {why[:120]}; "
+            f"rerun the same command to retry only those: the {answered} answered are cached")
+
+# %% ../nbs/02_llm.ipynb #8a3b24d4
+@patch
+async def _ready(self:LLM, request:dict):
+    "Take this request's share of the rate buckets, then wait out the shared cool-down."
+    tokens = approx_tokens(request['messages']) + request['max_tokens']
+    for bucket, n in ((self._rate['requests'], 1), (self._rate['tokens'], tokens)):
+        while (wait := bucket.take(n)) > 0: await asyncio.sleep(wait)
+    while (wait := self._cool_until - time.monotonic()) > 0: await asyncio.sleep(wait)
+
+@patch
+def _observe(self:LLM, headers, sent:float, err:Exception|None=None):
+    "Feed the server's rate-limit headers to the buckets; after a 429, start the shared cool-down."
+    limits = rate_limits(headers or {})
+    for kind, (limit, remaining, reset) in limits.items(): self._rate[kind].observe(limit, remaining, reset, sent)
+    if isinstance(err, openai.APIStatusError) and err.status_code == 429:
+        self._usage['rate_limited'] += 1
+        resets = [reset for limit, remaining, reset in limits.values() if remaining <= 0 and reset is not None]
+        cool = retry_after(err) or max(resets, default=None) or self.backoff
+        self._cool_until = max(self._cool_until, time.monotonic() + cool)
+
+# %% ../nbs/02_llm.ipynb #ca48fc8b
+def overloaded(err:Exception) -> bool:
+    "True when `err` says the server is overloaded: a timeout, a 429 or a 5xx."
+    if isinstance(err, openai.APIStatusError): return err.status_code == 429 or err.status_code >= 500
+    return isinstance(err, openai.APITimeoutError)
+
+@patch
+async def _attempts(self:LLM, call, request:dict) -> Completion:
+    "Call upstream until success or `max_attempts`, paced; a request that still fails comes back with `error`."
+    need = None
+    try:
+        for attempt in range(1, self.max_attempts+1):
+            await self._limit.acquire()
+            if need is None and (need := await self._reserve(request)) is None:
+                await self._limit.release()
+                return Completion(None, error='budget')
+            await self._ready(request)
+            self._usage['attempts'] += 1; self._usage['sent'] += attempt == 1; self._usage['retries'] += attempt > 1
+            sent = time.monotonic()
+            try: completion, headers = await call(request)
+            except Exception as err:
+                self._observe(getattr(getattr(err, 'response', None), 'headers', None), sent, err)
+                await self._limit.release(sent, overload=overloaded(err))
+                delay = retry_delay(err, attempt, self.backoff)
+                if delay is None or attempt == self.max_attempts:
+                    return Completion(None, error=f'{type(err).__name__}: {str(err)[:200]}', attempts=attempt)
+                await asyncio.sleep(delay)
+            else:
+                latency = time.monotonic() - sent
+                self._observe(headers, sent)
+                await self._limit.release(sent, latency=latency, size=completion.completion_tokens + ANSWER_OVERHEAD)
+                return replace(completion, attempts=attempt)
+    finally:
+        if need: self._reserved -= need
+
+# %% ../nbs/02_llm.ipynb #df8cd53d
+@patch
+async def _one(self:LLM, call, request:dict, key:str) -> Completion:
+    "One request, paced, within the budget, cached the moment it returns."
+    completion = await self._attempts(call, request)
     if completion.error is None: self.cache.put(key, completion)
     self._account(request, completion)
     return completion
@@ -415,10 +618,10 @@ async def _one(self:LLM, call, request:dict, key:str, slots:asyncio.Semaphore) -
 @patch
 @asynccontextmanager
 async def _caller(self:LLM):
-    "An async function `request -> Completion` for this backend, valid inside the `async with`."
+    "An async function `request -> (Completion, headers)` for this backend, valid inside the `async with`."
     if self.backend == 'local':
         llama = load_local(self.model_path)
-        async def call(request): return await asyncio.to_thread(local_complete, llama, request)
+        async def call(request): return await asyncio.to_thread(local_complete, llama, request), {}
         yield call
         return
     async with openai.AsyncOpenAI(api_key=api_key(self.api_key_env, self.base_url), base_url=self.base_url,
@@ -438,9 +641,8 @@ async def abatch(self:LLM, requests:list[dict], progress:bool=True, desc:str='LL
     with tqdm(total=len(requests), initial=len(requests)-len(todo), disable=not progress, desc=desc) as bar:
         if todo:
             async with self._caller() as call:
-                slots = asyncio.Semaphore(self.concurrency)
                 async def one(i):
-                    results[i] = await self._one(call, requests[i], keys[i], slots)
+                    results[i] = await self._one(call, requests[i], keys[i])
                     bar.update()
                 await asyncio.gather(*map(one, todo))
     return results

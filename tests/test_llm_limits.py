@@ -1,0 +1,180 @@
+"""Pacing against fake OpenAI-compatible servers of our own on loopback: a server with one slot that queues
+(and computes what it queued even after the client gave up), and a rate-limited one with `x-ratelimit-*`
+headers and 429 storms. They count the work they start and stamp every request's arrival."""
+import http.server, json, random, threading, time
+from collections import Counter
+
+import pytest
+
+from llm_augment.llm import LLM
+
+pytestmark = pytest.mark.timeout(120)
+KEY_ENV = 'LLM_AUGMENT_LIMITS_TEST_KEY'
+
+
+class FakeServer(http.server.ThreadingHTTPServer):
+    "A chat-completions endpoint whose behaviour `answer(handler, prompt, arrived)` decides; stamps arrivals."
+    daemon_threads = True
+
+    def __init__(self):
+        super().__init__(('127.0.0.1', 0), Handler)
+        self.lock, self.arrivals, self.statuses, self.auth = threading.Lock(), [], Counter(), set()
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self): return f'http://127.0.0.1:{self.server_port}/v1'
+
+    def handle_error(self, request, client_address): pass # a client that timed out closed its end: expected here
+
+    def answer(self, handler, prompt, arrived): raise NotImplementedError
+
+
+def completion(prompt):
+    return json.dumps({'id': 'chatcmpl-1', 'object': 'chat.completion', 'created': 0, 'model': 'fake',
+                       'choices': [{'index': 0, 'message': {'role': 'assistant', 'content': f'answer to {prompt}'},
+                                    'finish_reason': 'stop'}],
+                       'usage': {'prompt_tokens': 10, 'completion_tokens': 3, 'total_tokens': 13}}).encode()
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args): pass
+
+    def reply(self, status, body, headers=()):
+        self.send_response(status)
+        for k, v in (('content-type', 'application/json'), ('content-length', str(len(body))), *headers): self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+        with self.server.lock: self.server.statuses[status] += 1
+
+    def do_POST(self):
+        s = self.server
+        prompt = json.loads(self.rfile.read(int(self.headers['content-length'])))['messages'][-1]['content']
+        with s.lock:
+            s.arrivals.append(arrived := time.monotonic())
+            s.auth.add(self.headers.get('authorization'))
+        s.answer(self, prompt, arrived)
+
+
+class OneSlot(FakeServer):
+    "Serves one request at a time, `service` seconds each, queueing the rest; a share of arrivals faults at once."
+    def __init__(self, service=0.3, fault_rate=0.25, hang=3.0, seed=4):
+        super().__init__()
+        self.slot, self.service, self.fault_rate, self.hang, self.rng = threading.Lock(), service, fault_rate, hang, random.Random(seed)
+        self.work, self.faults = 0, Counter() # computations started; faults answered
+
+    def answer(self, handler, prompt, arrived):
+        with self.lock: kind = self.rng.choice(('429', '500', 'hang')) if self.rng.random() < self.fault_rate else None
+        if kind:
+            with self.lock: self.faults[kind] += 1
+        if kind == '429': return handler.reply(429, b'{"error": {"message": "slow down"}}', [('retry-after', '0.3')])
+        if kind == '500': return handler.reply(500, b'{"error": {"message": "boom"}}')
+        if kind == 'hang': return time.sleep(self.hang) # then close without an answer: the client has timed out
+        with self.slot: # like llama.cpp with one slot: the queued request is computed even if its client left
+            with self.lock: self.work += 1
+            time.sleep(self.service)
+        handler.reply(200, completion(prompt))
+
+
+class RateLimited(FakeServer):
+    "At most `per_window` requests per `window` seconds (429 past it), with OpenAI's `x-ratelimit-*` headers."
+    def __init__(self, per_window=8, window=1.0, latency=0.05, tokens=100_000, storm_at=None, storm=1.5):
+        super().__init__()
+        self.per_window, self.window, self.latency, self.tokens = per_window, window, latency, tokens
+        self.start, self.storm_at, self.storm, self.storm_start = time.monotonic(), storm_at, storm, None
+        self.used, self.used_tokens, self.served = Counter(), Counter(), 0
+
+    def answer(self, handler, prompt, arrived):
+        with self.lock:
+            now = arrived
+            w = int((now - self.start)/self.window)
+            reset = self.start + (w + 1)*self.window - now
+            if self.storm_at is not None and self.storm_start is None and self.served >= self.storm_at: self.storm_start = now
+            storming = self.storm_start is not None and now < self.storm_start + self.storm
+            allowed = not storming and self.used[w] < self.per_window
+            if allowed: self.used[w] += 1; self.used_tokens[w] += 13; self.served += 1
+            headers = [('x-ratelimit-limit-requests', str(self.per_window)),
+                       ('x-ratelimit-remaining-requests', str(self.per_window - self.used[w])),
+                       ('x-ratelimit-reset-requests', f'{round(reset*1000)}ms'),
+                       ('x-ratelimit-limit-tokens', str(self.tokens)),
+                       ('x-ratelimit-remaining-tokens', str(self.tokens - self.used_tokens[w])),
+                       ('x-ratelimit-reset-tokens', f'{reset:.3f}s')]
+        if storming:
+            left = self.storm_start + self.storm - now
+            return handler.reply(429, b'{"error": {"message": "storm"}}', [('retry-after', f'{left:.3f}')])
+        if not allowed: return handler.reply(429, b'{"error": {"message": "rate limit"}}', headers)
+        time.sleep(self.latency)
+        handler.reply(200, completion(prompt), headers)
+
+
+@pytest.fixture
+def key(monkeypatch):
+    monkeypatch.setenv(KEY_ENV, 'sk-dummy-limits')
+    return 'sk-dummy-limits'
+
+
+def calls(n, tag): return [{'messages': f'{tag} {i}', 'max_tokens': 8} for i in range(n)]
+
+
+def test_one_slot_server_is_not_flooded(tmp_path, key):
+    server = OneSlot()
+    llm = LLM('openai', model='fake', base_url=server.url, api_key_env=KEY_ENV, cache_dir=tmp_path, timeout=2, backoff=0.1)
+    results = llm.batch(calls(24, 'slot'), progress=False)
+    assert [r.error for r in results] == [None]*24 and all(r.text == f'answer to slot {i}' for i, r in enumerate(results))
+    assert set(server.faults) == {'429', '500', 'hang'} # every kind of fault was met ...
+    assert server.work < 1.5*24 # ... and the server computed little more than once per call
+    u = llm.usage
+    assert u['sent'] == 24 and u['attempts'] == len(server.arrivals) and u['retries'] == u['attempts'] - 24
+    assert u['rate_limited'] == server.faults['429'] and u['failed'] == 0 and llm.failure_report() is None
+    assert u['work_factor'] == round(u['attempts']/24, 3)
+    assert server.auth == {f'Bearer {key}'}
+    for f in tmp_path.iterdir(): assert key.encode() not in f.read_bytes()
+    print(f'\n24 calls: {server.work} computations, {u["attempts"]} attempts, faults {dict(server.faults)}, limit {llm._limit}')
+
+
+def test_one_slot_server_failures_are_loud(tmp_path, key):
+    "A server that only hangs: every call fails, and says how many, why, and that a rerun retries only those."
+    server = OneSlot(fault_rate=1.0, hang=1.0)
+    server.rng = type('Hang', (), {'random': lambda self: 0.0, 'choice': lambda self, kinds: 'hang'})()
+    llm = LLM('openai', model='fake', base_url=server.url, api_key_env=KEY_ENV, cache_dir=tmp_path, timeout=0.5,
+              backoff=0.05, max_attempts=2)
+    results = llm.batch(calls(3, 'hang'), progress=False)
+    assert all(r.text is None and 'Timeout' in r.error for r in results)
+    assert len(llm.failures) == 3 and llm.usage['failed'] == 3 and llm._limit.limit == 1
+    report = llm.failure_report()
+    assert report.startswith('3 of 3 LLM calls failed, most often (3 of 3) with APITimeoutError') and 'retry only those' in report
+    assert '3 failed' in llm.usage_line()
+
+
+def test_rate_limited_burst_stays_under_the_limit(tmp_path, key):
+    server = RateLimited(per_window=8, window=1.0)
+    llm = LLM('openai', model='fake', base_url=server.url, api_key_env=KEY_ENV, cache_dir=tmp_path, timeout=5, backoff=0.1)
+    results = llm.batch(calls(32, 'burst'), progress=False)
+    assert [r.error for r in results] == [None]*32
+    assert server.statuses[429] <= 3 and llm.usage['rate_limited'] == server.statuses[429]
+    assert server.statuses[200] == 32 and max(server.used.values()) <= 8
+    print(f'\n32 calls at 8 per second: {server.statuses[429]} 429s, per window {sorted(server.used.items())}')
+
+
+def test_user_rpm_paces_a_server_without_headers(tmp_path, key):
+    "A user's `rpm` is a bucket of its own: a full bucket at once, then one each period/rpm."
+    server = OneSlot(service=0.01, fault_rate=0.0)
+    llm = LLM('openai', model='fake', base_url=server.url, api_key_env=KEY_ENV, cache_dir=tmp_path, timeout=5, rpm=3)
+    llm._rate['requests'].period = 1.5 # 3 per 1.5 s, so the test is short: 3 at once, then one each 0.5 s
+    results = llm.batch(calls(6, 'rpm'), progress=False)
+    assert [r.error for r in results] == [None]*6
+    t = sorted(server.arrivals)
+    assert t[3] - t[0] >= 0.4 and t[5] - t[3] >= 0.8 # the 4th waited for the bucket, and the 6th for two more refills
+
+
+def test_a_429_storm_pauses_every_request(tmp_path, key):
+    server = RateLimited(per_window=1000, window=1.0, latency=0.05, storm_at=10, storm=1.5)
+    llm = LLM('openai', model='fake', base_url=server.url, api_key_env=KEY_ENV, cache_dir=tmp_path, timeout=5,
+              backoff=0.1, concurrency=8)
+    results = llm.batch(calls(30, 'storm'), progress=False)
+    assert [r.error for r in results] == [None]*30
+    start, end = server.storm_start, server.storm_start + server.storm
+    during = [t for t in server.arrivals if start <= t < end]
+    assert 1 <= server.statuses[429] == len(during) <= 8 # those in flight when it began, no more than the ceiling ...
+    assert not [t for t in during if t > start + 0.25] # ... and nothing sent once the client knew of the cool-down
+    assert len([t for t in server.arrivals if t >= end]) >= 30 - 10 # the rest came after it
+    assert llm.usage['rate_limited'] == server.statuses[429]
