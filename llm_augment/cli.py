@@ -154,15 +154,12 @@ def llm_setup(args:argparse.Namespace) -> tuple:
 def finish_pool(rows:pd.DataFrame, out, llm, labels:list, what:str) -> int:
     "Write `rows` to `out`, print the LLM bill, and exit 1 with one line when calls failed or a label is missing."
     path = write_rows(rows, out)
-    u = llm.usage
-    print(f"LLM: {u['requests'] - u['cached']} new requests, {u['cached']} from cache, {u['failed']} failed, "
-          f"{u['prompt_tokens'] + u['completion_tokens']} tokens, ${u['cost_usd']:.4f}")
+    print(llm.usage_line())
     print(f'{len(rows)} {what}: {path}')
     missing = sorted(set(labels) - set(rows['label']))
-    if u['failed'] or missing:
-        if u['failed']: why = f"{u['failed']} calls failed ({llm.failures[0]['error'][:80]})"
-        else: why = f'no row of label {missing}'
-        print(f'llm_augment: {why}; rerun the same command to retry (answers so far are cached)', file=sys.stderr)
+    if why := llm.failure_report() or (f'no row of label {missing}; rerun the same command with more calls '
+                                       '(answers so far are cached)' if missing else None):
+        print(f'llm_augment: {why}', file=sys.stderr)
         return 1
     return 0
 

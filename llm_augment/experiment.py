@@ -68,6 +68,10 @@ class ExperimentConfig:
     model: str = knob('', 'generate')  # generator model ('' is the backend's default)
     base_url: str = knob('', 'generate')  # OpenAI-compatible server URL ('' is api.openai.com)
     api_key_env: str = knob('OPENAI_API_KEY', 'generate')  # environment variable holding the API key
+    concurrency: int|None = knob(None, 'generate')  # most requests in flight to an 'openai' server (None: 32); the client starts low and adapts
+    timeout: float = knob(60.0, 'generate')  # seconds per attempt at an 'openai' server
+    rpm: int|None = knob(None, 'generate')  # requests per minute the account allows (None: as the server's rate-limit headers say)
+    tpm: int|None = knob(None, 'generate')  # tokens per minute the account allows (None: as the server's rate-limit headers say)
     temperature: float|list[float] = knob(0.7, 'generate', axis=True)  # generation temperature
     calls_per_label: int = knob(5, 'generate')  # LLM calls per item, label and temperature to start with
     max_calls_per_label: int = knob(20, 'generate')  # at most this many when the arms need more rows
@@ -227,11 +231,11 @@ def make_llms(cfg:ExperimentConfig) -> tuple:
     "The generator and judge `LLM`s of `cfg` (None where no arm needs one)."
     backend = next((b for b in _listify(cfg.backend) if b not in CONTROLS), None)
     if backend is None and not cfg.judge_backend: return None, None
-    gen = LLM(backend=backend or cfg.judge_backend, model=cfg.model or None, base_url=cfg.base_url or None,
-              api_key_env=cfg.api_key_env)
+    pacing = dict(api_key_env=cfg.api_key_env, concurrency=cfg.concurrency, timeout=cfg.timeout, rpm=cfg.rpm, tpm=cfg.tpm)
+    gen = LLM(backend=backend or cfg.judge_backend, model=cfg.model or None, base_url=cfg.base_url or None, **pacing)
     if not (cfg.judge_backend or cfg.judge_model or cfg.judge_base_url): return gen, gen
     return gen, LLM(backend=cfg.judge_backend or gen.backend, model=cfg.judge_model or cfg.model or None,
-                    base_url=cfg.judge_base_url or cfg.base_url or None, api_key_env=cfg.api_key_env)
+                    base_url=cfg.judge_base_url or cfg.base_url or None, **pacing)
 
 # %% ../nbs/07_experiment.ipynb #3701b3aa
 def pool_seed(cfg:ExperimentConfig, seed:int) -> int:

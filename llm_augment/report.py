@@ -17,8 +17,8 @@ __all__ = ['AXES', 'HUMAN_ONLY', 'CONTROL_NAMES', 'FUNNEL_STAGES', 'MODELS', 'RO
            'chart_axes', 'series_names', 'funnel_chart', 'auc_long', 'auc_chart', 'gain_frame', 'gain_chart',
            'side_of_zero', 'control_table', 'llm_sentences', 'control_sentences', 'failure_sentence', 'noise_sentence',
            'headline', 'arm_table', 'cost_table', 'design_note', 'learning_curve', 'curve_chart', 'worth_text',
-           'worth_table', 'oracle_check', 'reading_caveat', 'study_answer', 'study_row', 'is_study', 'save_chart',
-           'read_tables', 'save_charts', 'report_notebook', 'write_report', 'publish']
+           'worth_table', 'oracle_check', 'reading_caveat', 'baseline_caveat', 'study_answer', 'study_row', 'is_study',
+           'save_chart', 'read_tables', 'save_charts', 'report_notebook', 'write_report', 'publish']
 
 # %% ../nbs/08_report.ipynb #488f2f2f
 AXES = ['backend', 'temperature', 'consistency_filter', 'n_synthetic', 'synthetic_share'] # as `experiment` writes them
@@ -338,6 +338,19 @@ def reading_caveat(worth:pd.DataFrame, # from `worth_table`
     return (f"Do not budget with the human-row readings of this study: the curve misreads real coded rows here "
             f"(oracle: {shown}).")
 
+def baseline_caveat(results:pd.DataFrame, # one row per arm and seed, with human-only runs at several sizes
+                   ) -> str:
+    "A sentence naming the curve sizes where the encoder on human rows alone is below chance (mean AUC < 0.5); else ''."
+    curve = learning_curve(results).groupby(['model', 'n_human'])['auc'].mean().unstack('model')
+    below = curve[curve['encoder'] < 0.5]
+    if below.empty: return ''
+    others = [m for m in curve if m != 'encoder']
+    shown = '; '.join(f"{n:.0f} rows: {r['encoder']:.3f}" + ''.join(f", {m} {r[m]:.3f}" for m in others)
+                      for n, r in below.iterrows())
+    return (f"The distilled encoder is below chance on human rows alone at {len(below)} curve size(s) ({shown}): it is "
+            f"undertrained there, so a gain over its own human rows (a label-noise arm's included) repairs a broken "
+            f"baseline rather than showing what the added rows are worth; trust the sizes where it beats chance.")
+
 # %% ../nbs/08_report.ipynb #7b3a463b
 def _best(worth:pd.DataFrame, control:str) -> pd.Series|None: # control '' picks the LLM arms
     rows = worth[blank(worth['control']).eq(control)] if len(worth) else worth
@@ -365,7 +378,8 @@ def study_answer(results:pd.DataFrame, # one row per arm and seed, with human-on
         power = (f"The design can see a gain: {oracle['n_added']} real held-apart rows (oracle) add {_gain_text(oracle)}, "
                  f"as much as {oracle['worth']}; that bounds what a better generator could give at this size.")
     else: power = f"Even real held-apart rows (oracle) add only {_gain_text(oracle)}: this design cannot see a gain here."
-    return ' '.join(filter(None, [said, power, reading_caveat(worth), noise_sentence(framed, results)]))
+    caveats = [reading_caveat(worth), baseline_caveat(results)]
+    return ' '.join(filter(None, [said, power, *caveats, noise_sentence(framed, results)]))
 
 
 # %% ../nbs/08_report.ipynb #66f9c37b
