@@ -273,7 +273,7 @@ def finish_sweep(sweep, status:pd.DataFrame, args:argparse.Namespace) -> int: # 
     report = write_report(sweep.folder, price_per_response=args.price_per_response)
     print(headline(gains, results))
     print(f"results: {sweep.folder/'results.csv'}  gains: {sweep.folder/'gains.csv'}  report: {report}")
-    if args.publish and unwell.empty:
+    if args.publish and not status['status'].eq('failed').any(): # an arm a pool could not fill is a finding: publish it
         from llm_augment.report import publish
         print(f'published {len(publish(sweep.folder, args.publish))} notebooks to {args.publish}')
     return 1 if len(unwell) else 0
