@@ -14,7 +14,7 @@ from collections import Counter
 
 SCALE = 10 # time runs this many times faster than a real provider's; limits are this many times higher
 MEDIAN_LATENCY = 2.0/SCALE # seconds for a 200-token answer (median); scales with the answer's tokens
-SIGMA = 0.5 # log-normal spread of the latency
+SIGMA = float(os.environ.get('BENCH_SIGMA', 0.5)) # log-normal spread of the latency (env BENCH_SIGMA, for a sensitivity run only)
 RPM, TPM = 500*SCALE, 200_000*SCALE # the account's limits (per real minute, as the headers state them)
 WINDOW = 1.0 # seconds: the limits are enforced as a token bucket over this window (OpenAI quantises its per-minute limits)
 ERROR_RATE = 0.02 # share of admitted requests answered with a 500
