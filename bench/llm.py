@@ -280,6 +280,7 @@ def local_server_row(n=12):
     from llm_augment.llm import LLM, LocalServer
     with LocalServer(threads=2) as server, tempfile.TemporaryDirectory() as cache:
         requests = [dict(messages=p, max_tokens=32, temperature=0.7) for p in prompts_for(n, 'local')]
+        sequential_loop(server.url, prompts_for(1, 'warm'), 0) # warm the server up, so neither row pays its first prompt
         seq = sequential_loop(server.url, prompts_for(4, 'seq'), 0) # baseline: one at a time
         llm = LLM('openai', model='smollm2', base_url=server.url, cache_dir=cache, timeout=120)
         t = time.perf_counter(); res = llm.batch(requests, progress=False); wall = time.perf_counter() - t
