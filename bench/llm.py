@@ -143,13 +143,13 @@ def prompts_for(n, tag='s'): return [f'Write one short reply a tutor could give 
 
 
 # ----------------------------------------------------------------------------------------------------- the rows
-def sequential_loop(url, prompts, sleep):
+def sequential_loop(url, prompts, sleep, max_tokens=MAX_TOKENS, model=MODEL):
     "The paper's loop (sleep > 0) or a plain one: one openai SDK call at a time (the SDK's default 2 retries)."
     import openai
     client, failed = openai.OpenAI(base_url=url, api_key='sk-bench-dummy'), 0
     start = time.perf_counter()
     for p in prompts:
-        try: client.chat.completions.create(model=MODEL, messages=[{'role': 'user', 'content': p}], max_tokens=MAX_TOKENS, temperature=0.7)
+        try: client.chat.completions.create(model=model, messages=[{'role': 'user', 'content': p}], max_tokens=max_tokens, temperature=0.7)
         except openai.APIError: failed += 1
         if sleep: time.sleep(sleep)
     return dict(wall=time.perf_counter() - start, failed=failed)
@@ -280,8 +280,8 @@ def local_server_row(n=12):
     from llm_augment.llm import LLM, LocalServer
     with LocalServer(threads=2) as server, tempfile.TemporaryDirectory() as cache:
         requests = [dict(messages=p, max_tokens=32, temperature=0.7) for p in prompts_for(n, 'local')]
-        sequential_loop(server.url, prompts_for(1, 'warm'), 0) # warm the server up, so neither row pays its first prompt
-        seq = sequential_loop(server.url, prompts_for(4, 'seq'), 0) # baseline: one at a time
+        sequential_loop(server.url, prompts_for(1, 'warm'), 0, 32, 'smollm2') # warm the server up, so neither row pays its first prompt
+        seq = sequential_loop(server.url, prompts_for(4, 'seq'), 0, 32, 'smollm2') # baseline: one at a time
         llm = LLM('openai', model='smollm2', base_url=server.url, cache_dir=cache, timeout=120)
         t = time.perf_counter(); res = llm.batch(requests, progress=False); wall = time.perf_counter() - t
         u = llm.usage
