@@ -44,6 +44,7 @@ def test_a_study_sweep_reads_one_curve_and_prices_what_each_arm_is_worth(tmp_pat
 
     report = nbformat.read(folder/'report.ipynb', as_version=4)
     sources = [c.source for c in report.cells]
-    assert '## The answer' in sources and 'worth_table(results, gains, price_per_response=2.0)' in sources
+    assert '## The answer' in sources and any('worth_table(results, gains, price_per_response=2.0)' in s for s in sources)
+    assert any(s.startswith('oracle_check(worth)') for s in sources)  # and the report checks its readings
     answer = report.cells[sources.index('## The answer') + 1]
     assert 'oracle' in json.dumps(answer['outputs'])  # the answer says what the positive control showed
