@@ -324,7 +324,8 @@ def worth_table(results:pd.DataFrame, # one row per arm and seed, with human-onl
 def oracle_check(worth:pd.DataFrame, # from `worth_table`
                 ) -> pd.DataFrame:
     "The oracle arms of `worth` with the real coded rows each trains on (`real_rows`) and whether its interval holds them."
-    oracle = worth[blank(worth['control']).eq('positive')] if len(worth) else pd.DataFrame(columns=[*worth.columns, 'control'])
+    oracle = (worth[blank(worth['control']).eq('positive')] if len(worth) else # a curve alone: no arm, no columns
+              worth.reindex(columns=['arm', 'control', 'n_human', 'n_added', 'worth', 'lo', 'hi', 'largest']))
     real = (oracle['n_human'] + oracle['n_added']).astype(float)
     on_curve = real.where(real <= oracle['largest'], np.inf) # beyond the curve, '>largest' is the right reading
     return oracle.assign(real_rows=real.astype(int), holds=(oracle['lo'] <= on_curve) & (on_curve <= oracle['hi']))
