@@ -320,7 +320,7 @@ def check_encoder(encoder:str|None=None) -> dict: # encoder path or hub name (de
     from llm_augment.train import train_classifier
     rows = load_responses(example_data_path()).groupby('label').head(4)
     start = time.perf_counter()
-    clf = train_classifier(rows, rows, encoder=encoder, epochs=1, batch_size=4, max_length=32, progress=False)
+    clf = train_classifier(rows, rows, encoder=encoder, epochs=1, batch_size=4, max_length=32, min_steps=0, progress=False)
     clf.predict_proba(rows['text'].tolist())
     return dict(version=f'torch {torch.__version__}, transformers {transformers.__version__}',
                 detail=f'{encoder or "MiniLM-L6"}, {2 * len(rows) / (time.perf_counter() - start):.1f} examples/s')
@@ -382,7 +382,7 @@ def doctor(args:argparse.Namespace) -> int:
 # %% ../nbs/09_cli.ipynb #8ae3d6f4
 DEMO_SWEEP = dict(name='demo', notebook=['size'], grid={}, seeds=[0, 1, 2], base=dict(
     data_path='ncte_uptake', task='ncte_uptake', backend=['local', 'oracle', 'label_noise'], n_human=50,
-    n_synthetic=[0, 60], generation_seed=0, calls_per_label=10, max_test_rows=300, epochs=3, max_length=64, n_boot=1000))
+    n_synthetic=[0, 60], generation_seed=0, calls_per_label=10, max_test_rows=300, epochs=3, min_steps=100, max_length=64, n_boot=1000))
 
 def demo_arguments(parser):
     parser.add_argument('--root', default='runs', help='parent folder of the demo sweep (default: runs)')

@@ -30,12 +30,12 @@ __all__ = ['STEPS', 'LLM_BACKENDS', 'CONTROLS', 'COMPARATORS', 'FIELDS', 'AXES',
            'arm_sizes', 'label_needs', 'data_file', 'load_human', 'control_rows', 'split_for', 'make_llms', 'pool_seed',
            'control_pool', 'flip_labels', 'shortfall', 'more_calls', 'llm_pool', 'backend_pools', 'arm_training_set',
            'training_settings', 'source_digest', 'predict_test', 'flat_scores', 'comparator_scores', 'run_arm',
-           'run_seed', 'family_gains', 'failed_arms', 'arm_gains', 'Experiment', 'run_experiment', 'save_results',
-           'Sweep', 'grid_parts', 'load_sweep', 'expand', 'experiments_dir', 'notebook_path', 'cell_fingerprint',
-           'stale_reason', 'crash_note', 'environ', 'cpu_budget', 'honour_cpu_budget', 'known_parameters', 'run_cell',
-           'arm_failures', 'run_local', 'cache_entries', 'add_cache_entries', 'read_tree', 'write_tree', 'cell_inputs',
-           'place_cell', 'put_back', 'run_on_node', 'driver_share', 'write_back', 'run_ray', 'collect_results',
-           'run_sweep']
+           'run_seed', 'family_gains', 'failed_arms', 'scored_rows', 'arm_gains', 'Experiment', 'run_experiment',
+           'save_results', 'Sweep', 'grid_parts', 'load_sweep', 'expand', 'experiments_dir', 'notebook_path',
+           'cell_fingerprint', 'stale_reason', 'crash_note', 'environ', 'cpu_budget', 'honour_cpu_budget',
+           'known_parameters', 'run_cell', 'arm_failures', 'run_local', 'cache_entries', 'add_cache_entries',
+           'read_tree', 'write_tree', 'cell_inputs', 'place_cell', 'put_back', 'run_on_node', 'driver_share',
+           'write_back', 'run_ray', 'collect_results', 'run_sweep']
 
 # %% ../nbs/07_experiment.ipynb #2140e28d
 STEPS = ('data', 'generate', 'judge', 'mix', 'train', 'evaluate', 'run')
@@ -93,6 +93,7 @@ class ExperimentConfig:
     learning_rate: float = knob(5e-5, 'train')  # AdamW learning rate
     max_length: int = knob(128, 'train')  # maximum tokens per text
     patience: int = knob(2, 'train')  # epochs without validation AUC gain before stopping
+    min_steps: int = knob(100, 'train')  # fewest optimizer steps: a small training set makes several passes an epoch
     seeds: list[int] = knob([0], 'evaluate')  # seeds: split, pool (unless generation_seed), mix and training
     n_boot: int = knob(1000, 'evaluate')  # bootstrap resamples for intervals
     comparators: list[str] = knob([], 'evaluate')  # reference models trained on each arm's human rows: 'tfidf'
@@ -412,6 +413,10 @@ def failed_arms(results:pd.DataFrame) -> pd.Series:
     "Arm -> the first reason it could not be drawn, for the arms that failed at some seed."
     if 'error' not in results: return pd.Series(dtype=str)
     return results[results['error'].notna()].groupby('arm')['error'].first()
+
+def scored_rows(results:pd.DataFrame) -> pd.DataFrame:
+    "The rows of `results` whose arm was trained and scored; a failed arm's rows carry only its error."
+    return results[results['auc'].notna()] if 'auc' in results else results.iloc[:0]
 
 def arm_gains(cfg:ExperimentConfig, results:pd.DataFrame, predictions:pd.DataFrame) -> pd.DataFrame:
     "One row per arm with extra rows: its paired gain and intervals, or the reason it could not be compared."

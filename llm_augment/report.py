@@ -13,12 +13,13 @@ from .evaluate import human_equivalence
 
 # %% auto #0
 __all__ = ['AXES', 'HUMAN_ONLY', 'CONTROL_NAMES', 'FUNNEL_STAGES', 'MODELS', 'ROLES', 'FAMILIES', 'CHART_COLUMNS', 'MUST',
-           'LLM_USAGE', 'PRICE_PER_RESPONSE', 'STUDY_CELLS', 'REPORT_CELLS', 'blank', 'varies', 'arm_labels',
-           'chart_axes', 'series_names', 'funnel_chart', 'auc_long', 'auc_chart', 'gain_frame', 'gain_chart',
-           'side_of_zero', 'control_table', 'llm_sentences', 'control_sentences', 'failure_sentence', 'noise_sentence',
-           'headline', 'arm_table', 'cost_table', 'design_note', 'learning_curve', 'curve_chart', 'worth_text',
-           'worth_table', 'oracle_check', 'reading_caveat', 'baseline_caveat', 'study_answer', 'study_row', 'is_study',
-           'save_chart', 'read_tables', 'save_charts', 'report_notebook', 'write_report', 'publish']
+           'LLM_USAGE', 'PRICE_PER_RESPONSE', 'WORTH_COLUMNS', 'STUDY_CELLS', 'REPORT_CELLS', 'blank', 'varies',
+           'arm_labels', 'chart_axes', 'series_names', 'funnel_chart', 'auc_long', 'auc_chart', 'gain_frame',
+           'gain_chart', 'side_of_zero', 'control_table', 'llm_sentences', 'control_sentences', 'failure_sentence',
+           'noise_sentence', 'headline', 'arm_table', 'cost_table', 'design_note', 'learning_curve', 'curve_chart',
+           'worth_text', 'worth_table', 'oracle_check', 'reading_caveat', 'baseline_caveat', 'study_answer',
+           'study_row', 'is_study', 'save_chart', 'read_tables', 'save_charts', 'report_notebook', 'write_report',
+           'publish']
 
 # %% ../nbs/08_report.ipynb #488f2f2f
 AXES = ['backend', 'temperature', 'consistency_filter', 'n_synthetic', 'synthetic_share'] # as `experiment` writes them
@@ -300,6 +301,9 @@ def _arm_rows(results:pd.DataFrame, gain:pd.Series) -> pd.DataFrame:
 
 
 # %% ../nbs/08_report.ipynb #3262cb5c
+WORTH_COLUMNS = ['arm', 'family', 'control', 'n_human', 'n_added', 'gain', 'lo_adj', 'hi_adj', 'worth', 'rows', 'lo', 'hi',
+                 'smallest', 'largest', 'n_seeds', 'coding_usd', 'llm_tokens', 'llm_usd', 'compute_s', 'usd_per_auc_point']
+
 def worth_table(results:pd.DataFrame, # one row per arm and seed, with human-only runs at several sizes
                 gains:pd.DataFrame, # one row per arm that adds rows
                 price_per_response:float=PRICE_PER_RESPONSE, # USD per human-coded response
@@ -317,15 +321,14 @@ def worth_table(results:pd.DataFrame, # one row per arm and seed, with human-onl
                          coding_usd=saved * price_per_response, llm_tokens=int(cell['llm_tokens'].max()), llm_usd=usd,
                          compute_s=cell.drop_duplicates('seed')['pool_seconds'].sum() + arm['train_seconds'].sum(),
                          usd_per_auc_point=usd / (100 * g['gain']) if g['gain'] > 0 else np.nan))
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=WORTH_COLUMNS) # a curve alone: no row, the same columns
 
 
 # %% ../nbs/08_report.ipynb #d2c764b4
 def oracle_check(worth:pd.DataFrame, # from `worth_table`
                 ) -> pd.DataFrame:
     "The oracle arms of `worth` with the real coded rows each trains on (`real_rows`) and whether its interval holds them."
-    oracle = (worth[blank(worth['control']).eq('positive')] if len(worth) else # a curve alone: no arm, no columns
-              worth.reindex(columns=['arm', 'control', 'n_human', 'n_added', 'worth', 'lo', 'hi', 'largest']))
+    oracle = worth[blank(worth['control']).eq('positive')]
     real = (oracle['n_human'] + oracle['n_added']).astype(float)
     on_curve = real.where(real <= oracle['largest'], np.inf) # beyond the curve, '>largest' is the right reading
     return oracle.assign(real_rows=real.astype(int), holds=(oracle['lo'] <= on_curve) & (on_curve <= oracle['hi']))
@@ -354,7 +357,7 @@ def baseline_caveat(results:pd.DataFrame, # one row per arm and seed, with human
 
 # %% ../nbs/08_report.ipynb #7b3a463b
 def _best(worth:pd.DataFrame, control:str) -> pd.Series|None: # control '' picks the LLM arms
-    rows = worth[blank(worth['control']).eq(control)] if len(worth) else worth
+    rows = worth[blank(worth['control']).eq(control)]
     return rows.loc[rows['gain'].idxmax()] if len(rows) else None
 
 def _gain_text(r:pd.Series) -> str: return f"{r['gain']:+.3f} AUC [{r['lo_adj']:+.3f}, {r['hi_adj']:+.3f}]"
@@ -397,16 +400,16 @@ def study_row(results:pd.DataFrame, # one study's results, with a curve
               added:int=200, # the control rows whose gains are reported
               sizes:tuple=(50, 200), # curve sizes whose human-only AUC is reported
               n_boot:int=1000) -> dict: # seed resamples of the equivalence interval
-    "One study's headline figures: curve AUCs, the controls' gains at `added` rows, the best LLM arm and its worth."
+    "One study's headline figures: curve AUCs, the controls' gains at `added` rows, the best LLM arm and its worth; `readings_hold` is None without an oracle arm."
     curve, worth = learning_curve(results), worth_table(results, gains, n_boot=n_boot)
     row = {f'{m}_auc_{n}': _mean_at(curve, m, n) for m in curve['model'].unique() for n in sizes}
     start = worth[worth['n_human'].eq(n_human)]
     for kind, name in (('positive', 'oracle'), ('negative', 'label_noise')):
         at = start[blank(start['control']).eq(kind) & start['n_added'].eq(added)]
         row[f'{name}_{n_human}+{added}'] = _arm_text(at.iloc[0] if len(at) else None)
-    best = _best(worth, '')
+    best, checked = _best(worth, ''), oracle_check(worth)
     row.update(best_llm_arm='' if best is None else best['arm'], best_llm_gain=_arm_text(best),
-               best_llm_worth='' if best is None else best['worth'], readings_hold=oracle_check(worth)['holds'].all(),
+               best_llm_worth='' if best is None else best['worth'], readings_hold=bool(checked['holds'].all()) if len(checked) else None,
                seeds=results['seed'].nunique(),
                compute_minutes=round((results.drop_duplicates([c for c in ('cell', 'seed') if c in results])['pool_seconds'].sum()
                                       + results['train_seconds'].sum()) / 60, 1))

@@ -23,7 +23,7 @@ from .mix import largest_draw, mix
 
 # %% auto #0
 __all__ = ['CONFIG_FILE', 'pick_device', 'load_encoder', 'seed_everything', 'spread_labels', 'length_batches', 'pad_batch',
-           'class_scores', 'Classifier', 'check_rows', 'BestEpoch', 'fine_tune', 'train_classifier',
+           'class_scores', 'Classifier', 'check_rows', 'BestEpoch', 'epoch_passes', 'fine_tune', 'train_classifier',
            'train_incremental', 'TfidfBaseline', 'tfidf_baseline']
 
 # %% ../nbs/06_train.ipynb #4c514edd
@@ -210,6 +210,16 @@ class BestEpoch(NamedTuple):
     epoch:int
     weights:dict
 
+# %% ../nbs/06_train.ipynb #passes-06
+def epoch_passes(n_batches:int, # batches in one pass over the training rows
+                 epochs:int, # epochs of the run
+                 grad_accum:int=1, # batches per optimizer step
+                 min_steps:int=100, # fewest optimizer steps in the run (0: one pass an epoch)
+                ) -> int:
+    "Passes over the training rows in each epoch, so that `epochs` epochs make at least `min_steps` optimizer steps."
+    return max(1, math.ceil(min_steps / (epochs * math.ceil(n_batches / grad_accum))))
+
+
 # %% ../nbs/06_train.ipynb #f819051d
 def fine_tune(clf:Classifier, # the classifier to train further
               train:pd.DataFrame, # training rows (text, label)
@@ -218,6 +228,7 @@ def fine_tune(clf:Classifier, # the classifier to train further
               batch_size:int=16, # rows per batch
               learning_rate:float=5e-5, # AdamW peak learning rate
               patience:int=2, # stop after this many epochs without a better validation AUC
+              min_steps:int=100, # fewest optimizer steps in `epochs` epochs: a small train set makes several passes an epoch
               warmup_share:float=0.1, # share of the optimizer steps spent warming up
               grad_accum:int=1, # batches per optimizer step
               seed:int=0, # seeds dropout and batch order
@@ -229,18 +240,20 @@ def fine_tune(clf:Classifier, # the classifier to train further
     check_rows(valid, 'valid', check_rows(train, 'train', clf.model.config.num_labels)); torch.manual_seed(seed)
     ids, labels = clf.encode(train['text']), torch.tensor(train['label'].to_numpy(int))
     lengths, n_batches = np.array([len(i) for i in ids]), math.ceil(len(ids) / batch_size)
-    n_steps = epochs * math.ceil(n_batches / grad_accum)
+    passes = epoch_passes(n_batches, epochs, grad_accum, min_steps)
+    n_steps = epochs * passes * math.ceil(n_batches / grad_accum)
     opt = torch.optim.AdamW(clf.model.parameters(), lr=learning_rate, fused=clf.device.type in ('cpu', 'cuda'))
     schedule = get_linear_schedule_with_warmup(opt, round(warmup_share * n_steps), n_steps)
     best, log = BestEpoch(-1.0, 0, {}), []
-    bar = tqdm(total=epochs * n_batches, disable=not progress, desc=f'train {len(ids)} rows')
+    bar = tqdm(total=epochs * passes * n_batches, disable=not progress, desc=f'train {len(ids)} rows')
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
-        batches = length_batches(lengths, batch_size, (seed, stage, epoch), bucketed, labels=labels.numpy())
-        loss = _epoch(clf, ids, labels, batches, opt, schedule, grad_accum, bar)
+        loss = np.mean([_epoch(clf, ids, labels, length_batches(lengths, batch_size, (seed, stage, epoch) + (p,) * (p > 0),
+                                                                bucketed, labels=labels.numpy()), opt, schedule, grad_accum, bar)
+                        for p in range(passes)])
         seconds = time.perf_counter() - start
         valid_auc = point_estimates(valid['label'].to_numpy(int), clf.predict_proba(valid['text']))['auc']
-        log.append(dict(stage=stage, epoch=epoch, n_train=len(ids), train_loss=loss, valid_auc=valid_auc,
+        log.append(dict(stage=stage, epoch=epoch, passes=passes, n_train=len(ids), train_loss=loss, valid_auc=valid_auc,
                         train_seconds=seconds))
         bar.set_postfix(loss=f'{loss:.3f}', valid_auc=f'{valid_auc:.3f}')
         if valid_auc > best.valid_auc:
@@ -260,6 +273,7 @@ def train_classifier(train:pd.DataFrame, # training rows (text, label), e.g. fro
                      learning_rate:float=5e-5, # AdamW peak learning rate
                      max_length:int=128, # longest input in tokens (longer texts are truncated)
                      patience:int=2, # stop after this many epochs without a better validation AUC
+                     min_steps:int=100, # fewest optimizer steps: a small train set makes several passes an epoch
                      warmup_share:float=0.1, # share of optimizer steps spent warming up
                      grad_accum:int=1, # batches per optimizer step
                      seed:int=0, # one seed: classification head, dropout, batch order
@@ -269,7 +283,7 @@ def train_classifier(train:pd.DataFrame, # training rows (text, label), e.g. fro
                      device:str|None=None, # 'cuda', 'mps' or 'cpu'; None picks the fastest
                     ) -> Classifier:
     "Fine-tune an encoder on `train` (codes 0 .. K-1), choosing the epoch by validation AUC (macro one-vs-rest for K > 2)."
-    fit = dict(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, patience=patience,
+    fit = dict(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, patience=patience, min_steps=min_steps,
                warmup_share=warmup_share, grad_accum=grad_accum, seed=seed, bucketed=bucketed)
     config = dict(encoder=encoder or default_encoder(), max_length=max_length, fit=fit, threads=seed_everything(seed, threads),
                   n_train=len(train), n_valid=len(valid), num_labels=check_rows(train, 'train'), torch=torch.__version__)

@@ -10,7 +10,7 @@ from llm_augment.experiment import collect_results, expand, load_sweep, run_swee
 from llm_augment.report import write_report
 
 # Small enough for two cores: two LLM calls per label, tiny training runs, synthetic shares the pool can fill.
-TINY = dict(calls_per_label=2, responses_per_call=5, epochs=1, max_length=32, n_boot=50, temperature=0.7, backend='local')
+TINY = dict(calls_per_label=2, responses_per_call=5, epochs=1, min_steps=0, max_length=32, n_boot=50, temperature=0.7, backend='local')
 
 
 def write_sweep(path, name, grid, base=None, notebook='ratio', seeds=(0,)):

@@ -13,7 +13,7 @@ ray = pytest.importorskip('ray')
 
 # Two cells with LLM pools of their own (one temperature each) and an oracle arm that always trains; two-core sized.
 BASE = dict(backend=['local', 'oracle'], synthetic_share=[0.0, 0.1], calls_per_label=2, max_calls_per_label=2,
-            responses_per_call=5, epochs=1, max_length=32, n_boot=50)
+            responses_per_call=5, epochs=1, min_steps=0, max_length=32, n_boot=50)
 GRID = {'temperature': [0.5, 1.0]}
 # Columns that say where a run wrote or what it paid, not what it found.
 WHERE_AND_COST = ['out_dir', 'prediction_cache', 'train_seconds', 'pool_seconds', 'llm_requests', 'llm_cached', 'llm_tokens',

@@ -70,7 +70,7 @@ def control_run(tmp_path_factory):
     "A real run of the two control backends on the example data (no LLM), its tables written as a sweep's are."
     from llm_augment.experiment import ExperimentConfig, run_experiment
     folder = tmp_path_factory.mktemp('report')
-    cfg = ExperimentConfig(backend=['oracle', 'label_noise'], n_human=8, n_synthetic=[0, 8, 16], seeds=[0, 1], epochs=2,
+    cfg = ExperimentConfig(backend=['oracle', 'label_noise'], n_human=8, n_synthetic=[0, 8, 16], seeds=[0, 1], epochs=2, min_steps=0,
                            max_length=32, n_boot=200, out_dir=str(folder/'cell'))
     run = run_experiment(cfg, progress=False)
     run.results.to_parquet(folder/'results.parquet'); run.gains.to_parquet(folder/'gains.parquet')

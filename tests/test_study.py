@@ -10,7 +10,7 @@ from llm_augment.report import learning_curve, worth_table
 
 STUDY = dict(name='smoke', notebook='size', seeds=[0, 1], base=dict(
     data_path='ncte_uptake', task='ncte_uptake', control_pool=40, max_test_rows=150, comparators=['tfidf'], n_human=16,
-    generation_seed=0, calls_per_label=2, max_calls_per_label=4, responses_per_call=5, epochs=2, max_length=48, n_boot=200),
+    generation_seed=0, calls_per_label=2, max_calls_per_label=4, responses_per_call=5, epochs=2, min_steps=0, max_length=48, n_boot=200),
     grid=[{'part': 'curve', 'n_human': [16, 32, 64], 'backend': ['oracle'], 'n_synthetic': [[0]]},
           {'part': 'controls', 'backend': [['oracle', 'label_noise']], 'n_synthetic': [[32]]},
           {'part': 'added', 'backend': ['local'], 'n_synthetic': [[16]]}])
@@ -24,6 +24,7 @@ def test_a_study_sweep_reads_one_curve_and_prices_what_each_arm_is_worth(tmp_pat
     status = pd.read_csv(folder/'status.csv').set_index('cell')['status']
     assert code == (0 if status.eq('done').all() else 1), status
     assert status.drop('size__added').eq('done').all(), status  # no LLM in these: they must finish
+    assert status['size__added'] in ('done', 'partial'), status  # an LLM arm may fail on what the model wrote; the notebook may not
 
     results, gains = pd.read_parquet(folder/'results.parquet'), pd.read_parquet(folder/'gains.parquet')
     curve = learning_curve(results)  # one split at each seed across the cells, or it would refuse

@@ -11,7 +11,7 @@ def sweep_file(tmp_path, data):
     "A smoke-sized sweep on ncte_uptake's three uptake codes (low, mid, high)."
     sweep = dict(name='three', notebook='size', seeds=[0, 1], base=dict(
         data_path=str(data), label_col='uptake_majority', task='ncte_uptake_3', control_pool=90, max_test_rows=240,
-        n_human=60, generation_seed=0, calls_per_label=2, max_calls_per_label=4, responses_per_call=5, epochs=2,
+        n_human=60, generation_seed=0, calls_per_label=2, max_calls_per_label=4, responses_per_call=5, epochs=2, min_steps=0,
         max_length=48, n_boot=200),
         grid=[{'part': 'controls', 'backend': [['oracle', 'label_noise']], 'n_synthetic': [[90]]},
               {'part': 'added', 'backend': ['local'], 'n_synthetic': [[15]]}])

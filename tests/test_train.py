@@ -9,7 +9,7 @@ from llm_augment.data import DataError, load_responses, shared_data, split_data
 from llm_augment.train import (Classifier, length_batches, tfidf_baseline, train_classifier, train_incremental)
 
 torch.set_num_threads(2)
-TINY = dict(epochs=1, max_length=64, progress=False)
+TINY = dict(epochs=1, max_length=64, min_steps=0, progress=False)
 
 
 @pytest.fixture(scope='module')
@@ -22,7 +22,7 @@ def splits():
 
 @pytest.fixture(scope='module')
 def trained(splits):
-    return train_classifier(splits.train, splits.valid, epochs=2, max_length=64, seed=0, progress=False)
+    return train_classifier(splits.train, splits.valid, epochs=2, max_length=64, min_steps=0, seed=0, progress=False)
 
 
 def test_training_lowers_loss_and_beats_chance(splits, trained):
@@ -60,7 +60,7 @@ def test_save_load_round_trip(splits, trained, tmp_path):
 
 def test_early_stopping_waits_patience_epochs(splits):
     # with a zero learning rate the validation AUC never improves after epoch 1, so training stops after 1 + patience
-    clf = train_classifier(splits.train.head(32), splits.valid, epochs=5, patience=1, learning_rate=0.0, max_length=64, progress=False)
+    clf = train_classifier(splits.train.head(32), splits.valid, epochs=5, patience=1, learning_rate=0.0, max_length=64, min_steps=0, progress=False)
     assert clf.history.epoch.tolist() == [1, 2]
     assert clf.history.best.tolist() == [True, False]
 
@@ -160,3 +160,19 @@ def test_one_label_training_set_is_refused(splits):
         tfidf_baseline(splits.train.assign(label=np.resize([-1, 1, 2], len(splits.train))))
     three = tfidf_baseline(splits.train.assign(label=np.resize([0, 1, 2], len(splits.train))))  # three codes are fine
     assert three.predict_proba(splits.test['text']).shape == (len(splits.test), 3)
+
+
+def test_a_small_set_makes_min_steps_optimizer_steps(splits, monkeypatch):
+    # 20 rows in batches of 16 are 2 optimizer steps an epoch: 2 epochs of one pass make 4, the floor asks for 30
+    steps = []
+    class CountingAdamW(torch.optim.AdamW):
+        def step(self, *args, **kwargs):
+            steps.append(1); return super().step(*args, **kwargs)
+    monkeypatch.setattr(torch.optim, 'AdamW', CountingAdamW)
+    small = splits.train.groupby('label').head(10)
+    plain = train_classifier(small, splits.valid, epochs=2, patience=2, min_steps=0, max_length=32, progress=False)
+    assert len(steps) == 4 and plain.history.passes.tolist() == [1, 1]
+    steps.clear()
+    floored = train_classifier(small, splits.valid, epochs=2, patience=2, min_steps=30, max_length=32, progress=False)
+    assert len(steps) >= 30 and floored.history.passes.tolist() == [8, 8]  # ceil(30 / (2 epochs * 2 steps))
+    assert floored.config['fit']['min_steps'] == 30  # the floor travels with the saved model's config

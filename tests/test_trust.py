@@ -10,7 +10,7 @@ from llm_augment.data import DataError
 from llm_augment.experiment import (ExperimentConfig, arm_failures, check_config, llm_pool, run_experiment, split_for)
 from llm_augment.llm import Completion
 
-FAST = dict(epochs=1, max_length=32, n_boot=200)
+FAST = dict(epochs=1, min_steps=0, max_length=32, n_boot=200)
 
 
 def test_an_arm_is_compared_with_exactly_its_own_human_rows(tmp_path):

@@ -45,7 +45,7 @@ def test_a_one_cell_sweep_runs_from_a_wheel_install(wheel, tmp_path):
     assert module.startswith(str(site)) and experiments == str(site/'llm_augment'/'experiments')
     spec = tmp_path/'one.yaml'
     spec.write_text(yaml.safe_dump({'name': 'one', 'notebook': 'ratio', 'grid': {}, 'seeds': [0], 'base': dict(
-        calls_per_label=2, responses_per_call=5, epochs=1, max_length=32, n_boot=50, synthetic_share=[0.0, 0.2])}))
+        calls_per_label=2, responses_per_call=5, epochs=1, min_steps=0, max_length=32, n_boot=50, synthetic_share=[0.0, 0.2])}))
     env = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', 'LLM_AUGMENT_EXPERIMENTS')}
     env.update(PATH=f"{venv/'bin'}{os.pathsep}{env['PATH']}", LLM_AUGMENT_CACHE_DIR=str(tmp_path/'cache'))
     run(venv/'bin'/'llm_augment', 'sweep', spec, '--root', tmp_path/'runs', env=env, cwd=tmp_path, timeout=800)
