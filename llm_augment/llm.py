@@ -4,12 +4,13 @@
 
 # %% auto #0
 __all__ = ['DEFAULTS', 'OPTIONAL', 'SCHEMA', 'PRICES', 'RETRY_STATUS', 'RETRYABLE', 'REPACK_ENV', 'DEFAULT_OPENAI_MODEL',
-           'DURATION_UNITS', 'ANSWER_OVERHEAD', 'USAGE_KEYS', 'SERVER_MAIN', 'Completion', 'as_request', 'sample_seed',
-           'cache_key', 'default_cache_dir', 'open_shared_sqlite', 'Cache', 'model_price', 'approx_tokens',
-           'MalformedResponse', 'to_completion', 'retry_after', 'retry_delay', 'run_sync', 'smollm2_path',
-           'default_encoder', 'cpu_flags', 'weight_repacking', 'guard_repacking', 'llama_threads', 'load_local',
-           'local_complete', 'api_key', 'openai_options', 'openai_complete', 'parse_duration', 'rate_limits',
-           'RateBucket', 'AdaptiveLimit', 'LLM', 'overloaded', 'free_port', 'LocalServer']
+           'DURATION_UNITS', 'ANSWER_OVERHEAD', 'USAGE_KEYS', 'OVERLOAD_STATUS', 'SERVER_MAIN', 'Completion',
+           'as_request', 'sample_seed', 'cache_key', 'default_cache_dir', 'open_shared_sqlite', 'Cache', 'model_price',
+           'approx_tokens', 'MalformedResponse', 'to_completion', 'retry_after', 'retry_delay', 'run_sync',
+           'smollm2_path', 'default_encoder', 'cpu_flags', 'weight_repacking', 'guard_repacking', 'llama_threads',
+           'load_local', 'local_complete', 'api_key', 'openai_options', 'openai_complete', 'parse_duration',
+           'rate_limits', 'RateBucket', 'little_limit', 'AdaptiveLimit', 'LLM', 'overloaded', 'free_port',
+           'LocalServer']
 
 # %% ../nbs/02_llm.ipynb #fb14552a
 import asyncio, hashlib, importlib.util, json, math, os, random, re, socket, sqlite3, statistics, subprocess, sys, tempfile, threading, time
@@ -374,16 +375,25 @@ class RateBucket:
 # %% ../nbs/02_llm.ipynb #7eed3f01
 ANSWER_OVERHEAD = 16 # a request's fixed cost (prompt, network), in token-times of its answer
 
+def little_limit(rate:float, # requests per second the server allows
+                 latency:float, # seconds an answer takes (the median of recent ones)
+                 headroom:float=1.25, # in flight beyond rate x latency, for the latency's spread
+                ) -> int:
+    "Requests in flight for the throughput to reach `rate` (Little's law: in flight = rate x latency), with headroom."
+    return max(1, math.ceil(headroom*rate*latency))
+
 class AdaptiveLimit:
-    "How many requests may be in flight: one more while latency stays flat, half as many when it grows or the server is overloaded."
+    "How many requests may be in flight: one more while latency stays flat, half as many when it grows or the server is overloaded; with a known rate, at least what reaching it takes."
     def __init__(self, ceiling:int=32, # never more in flight (the user's `concurrency`)
                  start:int=2, # in flight at first
                  timeout:float=60, # seconds an attempt may take
-                 tolerance:float=1.5, # latency within this factor of the best recent one counts as flat
-                 window:int=20): # answers remembered
-        self.ceiling, self.timeout, self.tolerance = max(1, ceiling), timeout, tolerance
+                 tolerance:float=1.5, # latency within this factor of the recent median counts as flat
+                 window:int=20, # answers remembered
+                 rate:float|None=None): # requests per second the server allows (None: unknown); the limit stays >= `little_limit`
+        self.ceiling, self.timeout, self.tolerance, self.rate = max(1, ceiling), timeout, tolerance, rate
         self.limit = max(1, min(start, self.ceiling))
         self.paces, self.turns = deque(maxlen=window), deque(maxlen=window) # seconds per unit of size; gaps between answers
+        self.latencies = deque(maxlen=window) # seconds per answer
         self.in_flight, self.flat, self.cut_at, self.answered = 0, 0, -math.inf, None
         self._cond = self._loop = None
 
@@ -398,20 +408,22 @@ class AdaptiveLimit:
 @patch
 def record(self:AdaptiveLimit, sent:float, # when the attempt was sent (`time.monotonic()`)
            latency:float|None=None, # seconds it took to answer; None when it failed
-           overload:bool=False, # a timeout, a 429 or a 5xx
+           overload:bool=False, # a timeout, a 429 or a 503 (see `overloaded`)
            size:float=1.0, # the answer's size: its completion tokens + `ANSWER_OVERHEAD`; latencies are compared per unit
            now:float|None=None): # `time.monotonic()`, for tests
     "Grow or cut the limit after an attempt."
     now = time.monotonic() if now is None else now
     if latency is not None:
-        self.paces.append(latency/size)
+        self.paces.append(latency/size); self.latencies.append(latency)
         if self.answered is not None: self.turns.append(now - self.answered)
         self.answered = now
     if sent >= self.cut_at: # sent under the current limit
-        if overload or (latency is not None and latency/size > self.tolerance*min(self.paces)): self.cut(now)
+        if overload or (latency is not None and latency/size > self.tolerance*statistics.median(self.paces)): self.cut(now)
         elif latency is not None:
             self.flat += 1
             if self.flat >= self.limit: self.limit, self.flat = min(self.ceiling, self.limit + 1), 0
+    if self.rate and self.latencies:
+        self.limit = max(self.limit, min(self.ceiling, little_limit(self.rate, statistics.median(self.latencies))))
     if self.turns: self.limit = max(1, min(self.limit, math.floor(self.timeout/2/max(1e-6, statistics.median(self.turns)))))
 
 # %% ../nbs/02_llm.ipynb #606e0f3b
@@ -434,7 +446,7 @@ async def acquire(self:AdaptiveLimit) -> int:
 @patch
 async def release(self:AdaptiveLimit, sent:float|None=None, # when the attempt was sent; None when it never was
                   latency:float|None=None, # seconds it took to answer; None when it failed
-                  overload:bool=False, # a timeout, a 429 or a 5xx
+                  overload:bool=False, # a timeout, a 429 or a 503 (see `overloaded`)
                   size:float=1.0): # the answer's completion tokens + `ANSWER_OVERHEAD`
     "Give the slot back, first growing or cutting the limit after the attempt."
     cond = self._condition()
@@ -560,6 +572,13 @@ async def _ready(self:LLM, request:dict):
     while (wait := self._cool_until - time.monotonic()) > 0: await asyncio.sleep(wait)
 
 @patch
+def allowed_rate(self:LLM, request:dict) -> float|None:
+    "Requests per second the rate buckets allow for requests like `request` (the tighter of RPM and TPM); None when neither is known."
+    tokens = approx_tokens(request['messages']) + request['max_tokens']
+    rates = [b.capacity/b.period/n for b, n in ((self._rate['requests'], 1), (self._rate['tokens'], tokens)) if b.capacity]
+    return min(rates, default=None)
+
+@patch
 def _observe(self:LLM, headers, sent:float, err:Exception|None=None):
     "Feed the server's rate-limit headers to the buckets; after a 429, start the shared cool-down."
     limits = rate_limits(headers or {})
@@ -571,9 +590,11 @@ def _observe(self:LLM, headers, sent:float, err:Exception|None=None):
         self._cool_until = max(self._cool_until, time.monotonic() + cool)
 
 # %% ../nbs/02_llm.ipynb #ca48fc8b
+OVERLOAD_STATUS = (429, 503) # too many requests, service unavailable: slow down; any other 5xx is a failure to retry
+
 def overloaded(err:Exception) -> bool:
-    "True when `err` says the server is overloaded: a timeout, a 429 or a 5xx."
-    if isinstance(err, openai.APIStatusError): return err.status_code == 429 or err.status_code >= 500
+    "True when `err` says the server is overloaded: a timeout, a 429 or a 503 (a plain 500 is retried, not a reason to slow down)."
+    if isinstance(err, openai.APIStatusError): return err.status_code in OVERLOAD_STATUS
     return isinstance(err, openai.APITimeoutError)
 
 @patch
@@ -587,6 +608,7 @@ async def _attempts(self:LLM, call, request:dict) -> Completion:
                 await self._limit.release()
                 return Completion(None, error='budget')
             await self._ready(request)
+            self._limit.rate = self.allowed_rate(request)
             self._usage['attempts'] += 1; self._usage['sent'] += attempt == 1; self._usage['retries'] += attempt > 1
             sent = time.monotonic()
             try: completion, headers = await call(request)

@@ -1,12 +1,12 @@
 """Pacing against fake OpenAI-compatible servers of our own on loopback: a server with one slot that queues
 (and computes what it queued even after the client gave up), and a rate-limited one with `x-ratelimit-*`
 headers and 429 storms. They count the work they start and stamp every request's arrival."""
-import http.server, json, random, threading, time
+import asyncio, http.server, json, math, random, threading, time
 from collections import Counter
 
-import pytest
+import httpx, openai, pytest
 
-from llm_augment.llm import LLM
+from llm_augment.llm import LLM, AdaptiveLimit, Completion, as_request, little_limit, overloaded
 
 pytestmark = pytest.mark.timeout(120)
 KEY_ENV = 'LLM_AUGMENT_LIMITS_TEST_KEY'
@@ -178,3 +178,59 @@ def test_a_429_storm_pauses_every_request(tmp_path, key):
     assert not [t for t in during if t > start + 0.25] # ... and nothing sent once the client knew of the cool-down
     assert len([t for t in server.arrivals if t >= end]) >= 30 - 10 # the rest came after it
     assert llm.usage['rate_limited'] == server.statuses[429]
+
+
+def status_error(code):
+    return openai.APIStatusError(f'status {code}', response=httpx.Response(code, request=httpx.Request('POST', 'http://x')), body=None)
+
+
+def test_latency_is_compared_with_the_median_not_the_best():
+    "One fast outlier among answers of about a second: the old rule (1.5x the best) cut on every answer after it."
+    limit = AdaptiveLimit(ceiling=32, start=8, timeout=60)
+    for t in range(10): limit.record(sent=t, latency=1.0 + 0.05*(t % 2), now=t)
+    limit.record(sent=10, latency=0.1, now=10) # the outlier
+    for t in range(11, 16): limit.record(sent=t, latency=1.0 + 0.05*(t % 2), now=t)
+    assert limit.limit == 9 and limit.cut_at == -math.inf # ordinary answers after it: grown a round (8 answers), never cut
+    limit.record(sent=16, latency=2.5, now=16) # a real slow-down (2.5x the median) still halves it
+    assert limit.limit == 4 and limit.cut_at == 16
+
+
+@pytest.mark.parametrize('fault, cut', [('500', False), ('502', False), ('429', True), ('503', True), ('timeout', True)])
+def test_only_timeouts_429_and_503_cut_the_limit(tmp_path, key, fault, cut):
+    "One request whose first attempt fails, then is answered: a plain 500 is retried without slowing down; an overload halves the limit."
+    llm = LLM('openai', model='fake', base_url='http://127.0.0.1:9/v1', api_key_env=KEY_ENV, cache_dir=tmp_path, concurrency=8, backoff=0.01)
+    llm._limit.limit = 4
+    tries = []
+    async def call(request):
+        tries.append(time.monotonic())
+        if len(tries) == 1:
+            if fault == 'timeout': raise openai.APITimeoutError(httpx.Request('POST', 'http://x'))
+            raise status_error(int(fault))
+        return Completion('ok', prompt_tokens=3, completion_tokens=2), {}
+    request = as_request({'messages': 'one', 'max_tokens': 4})
+    done = asyncio.run(llm._attempts(call, request))
+    assert done.error is None and done.attempts == 2 and len(tries) == 2 # retried either way ...
+    assert llm._limit.limit == (2 if cut else 4) # ... but only an overload halved the limit
+    assert overloaded(status_error(int(fault)) if fault != 'timeout' else openai.APITimeoutError(httpx.Request('POST', 'http://x'))) == cut
+
+
+class Parallel(FakeServer):
+    "Answers every request after `latency` seconds, however many are in flight (a provider's fleet)."
+    def __init__(self, latency=0.2):
+        super().__init__()
+        self.latency = latency
+
+    def answer(self, handler, prompt, arrived):
+        time.sleep(self.latency)
+        handler.reply(200, completion(prompt))
+
+
+def test_a_known_rate_sizes_the_limit_by_littles_law(tmp_path, key):
+    "At 100 requests/s and 0.2 s an answer, reaching the rate takes 20 in flight (25 with the headroom); without a rate the limit only creeps up."
+    server = Parallel(latency=0.2)
+    paced = LLM('openai', model='fake', base_url=server.url, api_key_env=KEY_ENV, cache_dir=tmp_path/'paced', timeout=5, rpm=6000)
+    assert [r.error for r in paced.batch(calls(40, 'rate'), progress=False)] == [None]*40
+    assert paced._limit.rate == 100 and paced._limit.limit >= little_limit(100, 0.2) == 25
+    blind = LLM('openai', model='fake', base_url=server.url, api_key_env=KEY_ENV, cache_dir=tmp_path/'blind', timeout=5)
+    assert [r.error for r in blind.batch(calls(40, 'blind'), progress=False)] == [None]*40
+    assert blind._limit.rate is None and blind._limit.limit <= 10 # from 2, one more per round of answers: at most 10 after 40
