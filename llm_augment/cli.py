@@ -158,7 +158,7 @@ def finish_pool(rows:pd.DataFrame, out, llm, labels:list, what:str) -> int:
     path = write_rows(rows, out)
     print(llm.usage_line())
     print(f'{len(rows)} {what}: {path}')
-    missing = sorted(set(labels) - set(rows['label']))
+    missing = sorted(int(l) for l in set(labels) - set(rows['label'])) # [1], not [np.int64(1)]
     if why := llm.failure_report() or (f'no row of label {missing}; rerun the same command with more calls '
                                        '(answers so far are cached)' if missing else None):
         print(f'llm_augment: {why}', file=sys.stderr)
@@ -210,7 +210,7 @@ def filter_command(args:argparse.Namespace) -> int:
     judged = judge(read_rows(args.synthetic), tasks, llms[1], votes=cfg.judge_votes)
     kept, report = consistency_filter(judged)
     judged.to_csv(Path(args.out).with_suffix('.judged.csv'), index=False)
-    agreement = judge_agreement(judged)
+    agreement = judge_agreement(judged, n_boot=cfg.n_boot)
     print(report.to_string(index=False)); print(agreement.to_string(index=False))
     code = finish_pool(kept, args.out, llms[1], sorted(splits.train['label'].unique()), f'of {len(judged)} rows kept')
     write_provenance(args.out, merge_facts(generation, task_facts(cfg.task, tasks), dict(
@@ -280,9 +280,16 @@ def export_arguments(parser):
 @subcommand('export', "save a pool, a filtered pool or a sweep's results as a Hugging Face dataset with a provenance card", export_arguments)
 def export_command(args:argparse.Namespace) -> int:
     "Save the pool as a dataset with its card, and push it when asked."
-    from llm_augment.share import export
-    folder, n = export(args.pool, args.to, task=args.task, push_to_hub=args.push_to_hub)
-    print(f"{n} rows saved as a dataset: {folder} (card: {folder/'README.md'})")
+    from llm_augment.share import export_pool, export_results, read_provenance
+    source = Path(args.pool)
+    if source.is_dir():
+        if not (source/'results.csv').is_file(): raise DataError(f"{source}: a folder to export must hold a run's or sweep's results.csv")
+        rows = pd.read_csv(source/'results.csv')
+        folder = export_results(rows, args.to, args.task, args.push_to_hub, where=str(source))
+    else:
+        rows = read_rows(source)
+        folder = export_pool(rows, read_provenance(source), args.to, args.task, args.push_to_hub, where=str(source))
+    print(f"{len(rows)} rows saved as a dataset: {folder} (card: {folder/'README.md'})")
     return 0
 
 # %% ../nbs/09_cli.ipynb #a1640d79

@@ -14,7 +14,7 @@ from .data import DataError, builtin_tasks, task_file
 # %% auto #0
 __all__ = ['NOT_RECORDED', 'METHOD', 'CITATION', 'CARD_FIELDS', 'usage_path', 'write_provenance', 'read_provenance', 'task_facts',
            'pool_task', 'pool_facts', 'merge_facts', 'card_lines', 'dataset_card', 'to_dataset', 'hub_token',
-           'push_dataset', 'save_dataset', 'results_facts', 'export']
+           'push_dataset', 'save_dataset', 'results_facts', 'export_pool', 'export_results']
 
 # %% ../nbs/08a_share.ipynb #816823e6
 NOT_RECORDED = 'not recorded' # what the card says where a fact is unknown
@@ -244,22 +244,29 @@ def _task_yaml(task:str) -> str|None:
     except DataError: return None
     return path.read_text(encoding='utf-8') if path.is_file() else None
 
-def export(source:str|Path, # a pool from `generate`/`filter` (with its usage.json), or a run's or sweep's folder
-           to:str|Path, # folder to save the dataset in
-           task:str|None=None, # the task, when the provenance names none
-           push_to_hub:str|None=None # also push to this Hub repo; needs HF_TOKEN
-          ) -> tuple:
-    "Save a pool (or a folder's results.csv) as a dataset with its card: `(folder, rows)`."
-    source = Path(source)
-    if source.is_dir():
-        if not (source/'results.csv').is_file(): raise DataError(f"{source}: a folder to export must hold a run's or sweep's results.csv")
-        rows = pd.read_csv(source/'results.csv')
-        facts, title = results_facts(rows), f'Results of {source.name} (llm_augment)'
-    else:
-        from llm_augment.cli import read_rows
-        rows = read_rows(source)
-        facts = merge_facts(pool_facts(rows), read_provenance(source))
-        title = 'Judged synthetic responses from llm_augment' if 'kept' in facts['funnel'] else 'Synthetic responses from llm_augment'
-    facts['task'] = pool_task(facts, task, str(source))
-    facts.setdefault('task_yaml', _task_yaml(facts['task']))
-    return save_dataset(rows, to, facts, title, push_to_hub), len(rows)
+def _with_task(facts:dict, task:str|None, where:str) -> dict:
+    "`facts` with the checked task (see `pool_task`) and its YAML."
+    facts = {**facts, 'task': pool_task(facts, task, where)}
+    return {'task_yaml': _task_yaml(facts['task']), **facts}
+
+def export_pool(rows:pd.DataFrame, # a pool from `generate` or `filter`, in the row schema (`cli.read_rows`)
+                facts:dict, # its usage.json (`read_provenance`); `{}` when it has none
+                to:str|Path, # folder to save the dataset in
+                task:str|None=None, # the task, when `facts` name none
+                push_to_hub:str|None=None, # also push to this Hub repo; needs HF_TOKEN
+                where:str='the pool' # the pool's name in errors
+               ) -> Path:
+    "Save a pool as a dataset whose card joins the rows' own facts and its usage file's; the folder."
+    facts = _with_task(merge_facts(pool_facts(rows), facts), task, where)
+    judged = 'kept' in facts.get('funnel', {})
+    return save_dataset(rows, to, facts, f"{'Judged s' if judged else 'S'}ynthetic responses from llm_augment", push_to_hub)
+
+def export_results(results:pd.DataFrame, # a run's or sweep's results.csv
+                   to:str|Path, # folder to save the dataset in
+                   task:str|None=None, # the task, when the table names none
+                   push_to_hub:str|None=None, # also push to this Hub repo; needs HF_TOKEN
+                   where:str='the results' # the folder's name in errors (and the card's title)
+                  ) -> Path:
+    "Save a results table as a dataset whose card says what the table records; the folder."
+    facts = _with_task(results_facts(results), task, where)
+    return save_dataset(results, to, facts, f'Results of {Path(where).name} (llm_augment)', push_to_hub)

@@ -120,3 +120,40 @@ def test_sweep_results_export(tmp_path):
     card = back.info.description
     assert '**Judge model**: none: the rows were not judged' in card and '**Funnel**: not recorded' in card
     assert '**Token cost**: sweep: 900 tokens' in card
+
+
+class AlwaysZeroJudge:
+    "A stand-in judge LLM that codes every response 0 and counts its calls like `LLM` does (no model, no network)."
+    backend, model, failures = 'fake', 'always-zero', []
+    def __init__(self): self.usage = dict(requests=0, cached=0, prompt_tokens=0, completion_tokens=0, cost_usd=0.0)
+    def batch(self, requests, progress=True, desc=''):
+        from types import SimpleNamespace
+        self.usage.update(requests=self.usage['requests'] + len(requests), prompt_tokens=self.usage['prompt_tokens'] + 50 * len(requests))
+        return [SimpleNamespace(text='{"score": 0, "rationale": "about the lesson"}') for _ in requests]
+    def usage_line(self): return f"LLM: {self.usage['requests']} new requests"
+    def failure_report(self): return None
+
+
+def test_filter_carries_the_generation_forward_and_adds_funnel_and_judge(tmp_path, monkeypatch):
+    pool, kept = tmp_path/'generated.csv', tmp_path/'kept.csv'
+    rows = hand_pool().drop(columns=['judge_votes', 'judge_score', 'judge_label'])
+    rows.to_csv(pool, index=False)
+    generation = {k: v for k, v in FILTER_FACTS.items() if k not in ('judge', 'judge_agreement')}
+    write_provenance(pool, {**generation, 'judge': None, 'funnel': dict(calls=4, requested=40, returned=37, generated=5),
+                            **task_facts('ncte_uptake', task_specs('ncte_uptake'))})
+    judge = AlwaysZeroJudge()
+    monkeypatch.setattr('llm_augment.experiment.make_llms', lambda cfg: (judge, judge))
+    code, out, err = run('filter', pool, '--out', kept, '--n-boot', 50)
+    assert code == 1 and 'no row of label [1]' in err  # the judge kept no label-1 row; the files are written all the same
+    facts = json.loads(usage_path(kept).read_text())
+    assert facts['task'] == 'ncte_uptake' and facts['task_yaml'] == task_facts('ncte_uptake', task_specs('ncte_uptake'))['task_yaml']
+    assert facts['generator'] == FILTER_FACTS['generator'] and facts['judge'] == dict(backend='fake', model='always-zero')
+    assert facts['funnel'] == dict(calls=4, requested=40, returned=37, generated=5, judged=5, kept=3)
+    assert set(facts['prompt_versions']) == {'generate', 'judge'} and facts['temperatures']['judge'] == 0.0
+    assert facts['usage']['generate'] == FILTER_FACTS['usage']['generate'] and facts['usage']['judge']['requests'] == 5
+    kappa = next(m for m in facts['judge_agreement']['metrics'] if m['metric'] == 'kappa')
+    assert kappa['value'] == 0 and facts['judge_agreement']['n'] == 5
+    code, out, err = run('export', kept, '--to', tmp_path/'ds')
+    assert code == 0, err
+    card = (tmp_path/'ds'/'README.md').read_text()
+    assert '5 judged, 3 kept by the judge' in card and 'always-zero (fake)' in card and '**Task**: ncte_uptake' in card
