@@ -14,7 +14,7 @@ from .data import DataError, check_data
 # %% auto #0
 __all__ = ['Command', 'COMMANDS', 'GROUPS', 'GAIN_COLUMNS', 'DOCTOR_PARTS', 'CRASH_HINTS', 'DEMO_SWEEP', 'subcommand',
            'data_check_arguments', 'data_check', 'task_new_arguments', 'task_new', 'config_arguments',
-           'config_from_args', 'run', 'write_rows', 'read_rows', 'llm_setup', 'finish_pool', 'llm_facts',
+           'config_from_args', 'run', 'write_rows', 'read_rows', 'llm_setup', 'finish_pool', 'llm_facts', 'judge_facts',
            'generate_arguments', 'generate_command', 'filter_arguments', 'filter_command', 'train_arguments',
            'train_command', 'predict_arguments', 'predict_command', 'export_arguments', 'export_command',
            'sweep_arguments', 'report_options', 'finish_sweep', 'sweep', 'report_arguments', 'report', 'check_llama',
@@ -170,6 +170,12 @@ def llm_facts(llm) -> dict: # an `LLM`
     "The backend and model of an LLM, for a provenance file (no URL, no key)."
     return dict(backend=llm.backend, model=llm.model)
 
+def judge_facts(cfg, tasks:dict, llm) -> dict: # the config, `{item: TaskSpec}` and the judge `LLM`
+    "The judge's model, prompt versions and temperature (`filter.judge`'s defaults) for a provenance file."
+    from llm_augment.filter import JUDGE_PROMPTS, judge_temperature
+    return dict(judge=llm_facts(llm), prompt_versions=dict(judge=sorted({t.prompt_version(JUDGE_PROMPTS) for t in tasks.values()})),
+                temperatures=dict(judge=judge_temperature(cfg.judge_votes, 0.0, 0.7)))
+
 def generate_arguments(parser):
     parser.add_argument('--out', required=True, help='file for the synthetic rows (.csv or .parquet); facts go to <out>.usage.json')
     config_arguments(('data', 'generate', 'judge', 'mix', 'evaluate'))(parser)
@@ -178,18 +184,22 @@ def generate_arguments(parser):
 def generate_command(args:argparse.Namespace) -> int:
     "Generate the LLM pool a run of these flags would use at its first seed, with its funnel and provenance."
     from llm_augment.experiment import llm_pool, _listify
-    from llm_augment.share import write_provenance, task_facts
+    from llm_augment.share import write_provenance, task_facts, merge_facts
     cfg, splits, llms, tasks = llm_setup(args)
     rows, funnel = llm_pool(cfg, splits, llms, _listify(cfg.seeds)[0])
     funnel.to_csv(Path(args.out).with_suffix('.funnel.csv'), index=False)
     print(funnel.to_string(index=False))
     code = finish_pool(rows, args.out, llms[0], sorted(splits.train['label'].unique()), 'synthetic rows')
-    write_provenance(args.out, dict(**task_facts(cfg.task, tasks), generator=llm_facts(llms[0]),
-        judge=llm_facts(llms[1]) if rows['judge_label'].notna().any() else None, # judged when an arm filters
-        prompt_versions=dict(generate=sorted(rows['prompt_version'].dropna().unique())),
-        temperatures=dict(generate=_listify(cfg.temperature)), usage=dict(generate=llms[0].usage),
-        funnel=dict(calls=int(funnel['calls'].sum()), requested=int(funnel['requested'].sum()),
-                    returned=int(funnel['returned'].sum()), generated=len(rows))))
+    facts = dict(**task_facts(cfg.task, tasks), generator=llm_facts(llms[0]), judge=None,
+                 prompt_versions=dict(generate=sorted(rows['prompt_version'].dropna().unique())),
+                 temperatures=dict(generate=_listify(cfg.temperature)), usage=dict(generate=llms[0].usage),
+                 funnel=dict(calls=int(funnel['calls'].sum()), requested=int(funnel['requested'].sum()),
+                             returned=int(funnel['returned'].sum()), generated=len(rows)))
+    if rows['judge_label'].notna().any(): # an arm filters: every row is judged, and the pool keeps them all
+        consistent = int(rows['judge_label'].eq(rows['label']).fillna(False).sum())
+        facts = merge_facts(facts, judge_facts(cfg, tasks, llms[1]), dict(funnel=dict(judged=len(rows), consistent=consistent),
+                            usage=dict(judge=llms[1].usage) if llms[1] is not llms[0] else {}))
+    write_provenance(args.out, facts)
     return code
 
 def filter_arguments(parser):
@@ -201,7 +211,7 @@ def filter_arguments(parser):
 @subcommand('filter', 'judge synthetic rows with an LLM and keep those consistent with their label', filter_arguments)
 def filter_command(args:argparse.Namespace) -> int:
     "Judge a synthetic file with each row's task spec (by default the one it was generated for) and write the consistent rows."
-    from llm_augment.filter import judge, consistency_filter, judge_agreement, judge_temperature, JUDGE_PROMPTS
+    from llm_augment.filter import judge, consistency_filter, judge_agreement
     from llm_augment.share import read_provenance, write_provenance, merge_facts, task_facts
     generation = read_provenance(args.synthetic)
     if 'task' not in vars(args) and not args.config and not str(generation.get('task', 'per item')).startswith('per item'):
@@ -213,9 +223,8 @@ def filter_command(args:argparse.Namespace) -> int:
     agreement = judge_agreement(judged, n_boot=cfg.n_boot)
     print(report.to_string(index=False)); print(agreement.to_string(index=False))
     code = finish_pool(kept, args.out, llms[1], sorted(splits.train['label'].unique()), f'of {len(judged)} rows kept')
-    write_provenance(args.out, merge_facts(generation, task_facts(cfg.task, tasks), dict(
-        judge=llm_facts(llms[1]), prompt_versions=dict(judge=sorted({t.prompt_version(JUDGE_PROMPTS) for t in tasks.values()})),
-        temperatures=dict(judge=judge_temperature(cfg.judge_votes, 0.0, 0.7)), usage=dict(judge=llms[1].usage), # `judge`'s defaults
+    write_provenance(args.out, merge_facts(generation, task_facts(cfg.task, tasks), judge_facts(cfg, tasks, llms[1]), dict(
+        usage=dict(judge=llms[1].usage),
         funnel=dict(generated=generation.get('funnel', {}).get('generated', len(judged)), judged=len(judged), kept=len(kept)),
         judge_agreement=dict(n=agreement.attrs['n'], missing=agreement.attrs['missing'],
                              metrics=agreement[['metric', 'value', 'lo', 'hi']].to_dict('records')))))

@@ -123,7 +123,8 @@ def _by_step(values:dict) -> str:
 def _funnel(f:dict) -> str:
     def n(key): return f'{f[key]}' if f.get(key) is not None else NOT_RECORDED
     asked = f"{n('calls')} calls asked for {n('requested')} responses and returned {n('returned')} lines; " if 'calls' in f else ''
-    kept = (f"{n('judged')} judged, {n('kept')} kept by the judge" if 'judged' in f or 'kept' in f else 'not judged')
+    kept = (f"{n('judged')} judged, {n('consistent')} as intended (the pool keeps every row)" if 'consistent' in f and 'kept' not in f
+            else f"{n('judged')} judged, {n('kept')} kept by the judge" if 'judged' in f or 'kept' in f else 'not judged')
     return f"{asked}{n('generated')} rows generated (after parsing, dedupe and leakage checks) -> {kept}"
 
 def _agreement(a:dict) -> str:

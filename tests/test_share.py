@@ -157,3 +157,19 @@ def test_filter_carries_the_generation_forward_and_adds_funnel_and_judge(tmp_pat
     assert code == 0, err
     card = (tmp_path/'ds'/'README.md').read_text()
     assert '5 judged, 3 kept by the judge' in card and 'always-zero (fake)' in card and '**Task**: ncte_uptake' in card
+
+
+def test_generate_writes_usage_json_with_task_models_and_funnel(tmp_path, monkeypatch):
+    "generate's provenance, with the LLM pool stubbed (its rows judged, as when an arm filters): no LLM call."
+    out, llm = tmp_path/'generated.csv', AlwaysZeroJudge()
+    funnel = pd.DataFrame(dict(item='', label=[0, 1], temperature=0.7, calls=3, requested=30, returned=[28, 27]))
+    monkeypatch.setattr('llm_augment.experiment.make_llms', lambda cfg: (llm, llm))
+    monkeypatch.setattr('llm_augment.experiment.llm_pool', lambda cfg, splits, llms, seed: (hand_pool(), funnel))
+    code, stdout, err = run('generate', '--out', out, '--task', 'ncte_uptake', '--temperature', 0.3, 1.0)
+    assert code == 0, err
+    facts = json.loads(usage_path(out).read_text())
+    assert facts['task'] == 'ncte_uptake' and 'name: ncte_uptake' in facts['task_yaml']
+    assert facts['generator'] == facts['judge'] == dict(backend='fake', model='always-zero')
+    assert facts['prompt_versions']['generate'] == ['5c1d2e3f'] and facts['temperatures']['generate'] == [0.3, 1.0]
+    assert facts['funnel'] == dict(calls=6, requested=60, returned=55, generated=5, judged=5, consistent=5)
+    assert facts['usage'] == dict(generate=llm.usage) and facts['package_version'] == __version__
