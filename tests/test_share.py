@@ -173,3 +173,23 @@ def test_generate_writes_usage_json_with_task_models_and_funnel(tmp_path, monkey
     assert facts['prompt_versions']['generate'] == ['5c1d2e3f'] and facts['temperatures']['generate'] == [0.3, 1.0]
     assert facts['funnel'] == dict(calls=6, requested=60, returned=55, generated=5, judged=5, consistent=5)
     assert facts['usage'] == dict(generate=llm.usage) and facts['package_version'] == __version__
+
+
+def test_push_sends_the_card_then_the_data_with_the_token_read_from_the_environment(filtered, tmp_path, monkeypatch):
+    "The Hub calls, recorded by stand-ins: a private repo, the card as README.md, then the rows; the token is never written."
+    import datasets, huggingface_hub
+    calls, token = [], 'hf_secret_never_written'
+    class RecordingApi:
+        def __init__(self, token=None): calls.append(('api', token))
+        def create_repo(self, repo, repo_type, private, exist_ok): calls.append(('create', repo, repo_type, private))
+        def upload_file(self, path_or_fileobj, path_in_repo, repo_id, repo_type): calls.append(('upload', repo_id, path_in_repo, path_or_fileobj.decode()))
+    monkeypatch.setattr(huggingface_hub, 'HfApi', RecordingApi)
+    monkeypatch.setattr(datasets.Dataset, 'push_to_hub', lambda self, repo, token=None, private=None: calls.append(('push', repo, token, private, self.num_rows)))
+    monkeypatch.setenv('HF_TOKEN', token)
+    code, out, err = run('export', filtered, '--to', tmp_path/'ds', '--push-to-hub', 'someone/pool')
+    assert code == 0, err
+    card = (tmp_path/'ds'/'README.md').read_text()
+    assert calls == [('api', token), ('create', 'someone/pool', 'dataset', True), ('upload', 'someone/pool', 'README.md', card),
+                     ('push', 'someone/pool', token, True, 5)]
+    assert 'pushed (private): https://huggingface.co/datasets/someone/pool' in out
+    assert not any(token in p.read_bytes().decode('utf-8', 'replace') for p in tmp_path.rglob('*') if p.is_file())
