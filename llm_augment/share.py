@@ -38,7 +38,7 @@ def usage_path(pool:str|Path # a pool file written by `generate` or `filter`
 def _plain(value):
     "A JSON value for numpy scalars and NaN (as null)."
     value = value.item() if hasattr(value, 'item') else value
-    return None if isinstance(value, float) and math.isnan(value) else value
+    return None if value is pd.NA or (isinstance(value, float) and math.isnan(value)) else value
 
 def _clean(facts):
     "`facts` with numpy scalars made plain and NaN as None, at any depth."
@@ -163,10 +163,10 @@ def dataset_card(facts:dict, # the provenance (see `merge_facts`)
     meta = yaml.safe_dump(dict(tags=['synthetic', 'llm_augment', 'open-response-assessment'],
                                task_categories=['text-classification'], language=['en'], pretty_name=title), sort_keys=False)
     lines = '\n'.join(f'- **{field}**: {line}' for field, line in card_lines(facts).items())
-    labels = rows['label'].value_counts().sort_index().to_dict() if 'label' in rows else {}
+    labels = f"; rows per label: {rows['label'].value_counts().sort_index().to_dict()}" if 'label' in rows else ''
     spec = f"```yaml\n{facts['task_yaml'].strip()}\n```" if facts.get('task_yaml') else NOT_RECORDED
-    return (f"---\n{meta}---\n\n# {title}\n\n{len(rows)} rows, columns {', '.join(f'`{c}`' for c in rows.columns)}; "
-            f"rows per label: {labels or NOT_RECORDED}. Made with llm_augment, which implements the method of "
+    return (f"---\n{meta}---\n\n# {title}\n\n{len(rows)} rows, columns {', '.join(f'`{c}`' for c in rows.columns)}"
+            f"{labels}. Made with llm_augment, which implements the method of "
             f"arXiv:2501.09126: an LLM writes labelled responses, an optional LLM judge keeps the consistent ones.\n\n"
             f"## Provenance\n\n{lines}\n\n## Task spec\n\n{spec}\n\n## Citation\n\n```bibtex\n{CITATION}\n```\n")
 
