@@ -217,6 +217,8 @@ def filter_command(args:argparse.Namespace) -> int:
     if 'task' not in vars(args) and not args.config and not str(generation.get('task', 'per item')).startswith('per item'):
         args.task = generation['task'] # judge with the rubric the rows were written for, not the default task
     cfg, splits, llms, tasks = llm_setup(args)
+    if generation.get('task') not in (None, cfg.task):
+        warnings.warn(f"{args.synthetic} was generated for task {generation['task']!r}; judging it with task {cfg.task!r} as asked")
     judged = judge(read_rows(args.synthetic), tasks, llms[1], votes=cfg.judge_votes)
     kept, report = consistency_filter(judged)
     judged.to_csv(Path(args.out).with_suffix('.judged.csv'), index=False)

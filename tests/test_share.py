@@ -193,3 +193,14 @@ def test_push_sends_the_card_then_the_data_with_the_token_read_from_the_environm
                      ('push', 'someone/pool', token, True, 5)]
     assert 'pushed (private): https://huggingface.co/datasets/someone/pool' in out
     assert not any(token in p.read_bytes().decode('utf-8', 'replace') for p in tmp_path.rglob('*') if p.is_file())
+
+
+def test_filter_with_another_task_than_the_generation_says_so(tmp_path, monkeypatch):
+    pool, kept = tmp_path/'generated.csv', tmp_path/'kept.csv'
+    hand_pool().drop(columns=['judge_votes', 'judge_score', 'judge_label']).to_csv(pool, index=False)
+    write_provenance(pool, task_facts('ncte_uptake', task_specs('ncte_uptake')))
+    judge = AlwaysZeroJudge()
+    monkeypatch.setattr('llm_augment.experiment.make_llms', lambda cfg: (judge, judge))
+    code, out, err = run('filter', pool, '--out', kept, '--n-boot', 50, '--task', 'cultural_competence')
+    assert "note: " in out and "generated for task 'ncte_uptake'; judging it with task 'cultural_competence'" in out
+    assert json.loads(usage_path(kept).read_text())['task'] == 'cultural_competence'  # the rubric the judge used
