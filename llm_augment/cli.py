@@ -14,11 +14,12 @@ from .data import DataError, check_data
 # %% auto #0
 __all__ = ['Command', 'COMMANDS', 'GROUPS', 'GAIN_COLUMNS', 'DOCTOR_PARTS', 'CRASH_HINTS', 'DEMO_SWEEP', 'subcommand',
            'data_check_arguments', 'data_check', 'task_new_arguments', 'task_new', 'config_arguments',
-           'config_from_args', 'run', 'write_rows', 'read_rows', 'llm_setup', 'finish_pool', 'generate_arguments',
-           'generate_command', 'filter_arguments', 'filter_command', 'train_arguments', 'train_command',
-           'predict_arguments', 'predict_command', 'sweep_arguments', 'report_options', 'finish_sweep', 'sweep',
-           'report_arguments', 'report', 'check_llama', 'check_encoder', 'check_kernel', 'run_part', 'doctor_arguments',
-           'doctor', 'demo_arguments', 'demo', 'build_parser', 'main']
+           'config_from_args', 'run', 'write_rows', 'read_rows', 'llm_setup', 'finish_pool', 'llm_facts', 'judge_facts',
+           'generate_arguments', 'generate_command', 'filter_arguments', 'filter_command', 'train_arguments',
+           'train_command', 'predict_arguments', 'predict_command', 'export_arguments', 'export_command',
+           'sweep_arguments', 'report_options', 'finish_sweep', 'sweep', 'report_arguments', 'report', 'check_llama',
+           'check_encoder', 'check_kernel', 'run_part', 'doctor_arguments', 'doctor', 'demo_arguments', 'demo',
+           'build_parser', 'main']
 
 # %% ../nbs/09_cli.ipynb #715a31c8
 Command = namedtuple('Command', 'run add_arguments help')
@@ -140,6 +141,7 @@ def read_rows(path) -> pd.DataFrame:
         raise DataError(f"{path}: needs `text` and `label` columns; it has {list(as_text.columns)}")
     rows = pd.read_parquet(path) if path.suffix == '.parquet' else pd.read_csv(path)
     rows['text'], rows['item'] = as_text['text'], as_text.get('item', '')
+    if 'person' in as_text: rows['person'] = as_text['person'] # ids as written ('007'); an empty column stays ''
     return to_schema(rows)
 
 # %% ../nbs/09_cli.ipynb #7480ae0a
@@ -156,7 +158,7 @@ def finish_pool(rows:pd.DataFrame, out, llm, labels:list, what:str) -> int:
     path = write_rows(rows, out)
     print(llm.usage_line())
     print(f'{len(rows)} {what}: {path}')
-    missing = sorted(set(labels) - set(rows['label']))
+    missing = sorted(int(l) for l in set(labels) - set(rows['label'])) # [1], not [np.int64(1)]
     if why := llm.failure_report() or (f'no row of label {missing}; rerun the same command with more calls '
                                        '(answers so far are cached)' if missing else None):
         print(f'llm_augment: {why}', file=sys.stderr)
@@ -164,36 +166,71 @@ def finish_pool(rows:pd.DataFrame, out, llm, labels:list, what:str) -> int:
     return 0
 
 # %% ../nbs/09_cli.ipynb #907a162e
+def llm_facts(llm) -> dict: # an `LLM`
+    "The backend and model of an LLM, for a provenance file (no URL, no key)."
+    return dict(backend=llm.backend, model=llm.model)
+
+def judge_facts(cfg, tasks:dict, llm) -> dict: # the config, `{item: TaskSpec}` and the judge `LLM`
+    "The judge's model, prompt versions and temperature (`filter.judge`'s defaults) for a provenance file."
+    from llm_augment.filter import JUDGE_PROMPTS, judge_temperature
+    return dict(judge=llm_facts(llm), prompt_versions=dict(judge=sorted({t.prompt_version(JUDGE_PROMPTS) for t in tasks.values()})),
+                temperatures=dict(judge=judge_temperature(cfg.judge_votes, 0.0, 0.7)))
+
 def generate_arguments(parser):
-    parser.add_argument('--out', required=True, help='file for the synthetic rows (.csv or .parquet)')
+    parser.add_argument('--out', required=True, help='file for the synthetic rows (.csv or .parquet); facts go to <out>.usage.json')
     config_arguments(('data', 'generate', 'judge', 'mix', 'evaluate'))(parser)
 
 @subcommand('generate', 'generate labelled synthetic responses and write them with their funnel', generate_arguments)
 def generate_command(args:argparse.Namespace) -> int:
-    "Generate the LLM pool a run of these flags would use at its first seed."
+    "Generate the LLM pool a run of these flags would use at its first seed, with its funnel and provenance."
     from llm_augment.experiment import llm_pool, _listify
+    from llm_augment.share import write_provenance, task_facts, merge_facts
     cfg, splits, llms, tasks = llm_setup(args)
     rows, funnel = llm_pool(cfg, splits, llms, _listify(cfg.seeds)[0])
     funnel.to_csv(Path(args.out).with_suffix('.funnel.csv'), index=False)
     print(funnel.to_string(index=False))
-    return finish_pool(rows, args.out, llms[0], sorted(splits.train['label'].unique()), 'synthetic rows')
+    code = finish_pool(rows, args.out, llms[0], sorted(splits.train['label'].unique()), 'synthetic rows')
+    facts = dict(**task_facts(cfg.task, tasks), generator=llm_facts(llms[0]), judge=None,
+                 prompt_versions=dict(generate=sorted(rows['prompt_version'].dropna().unique())),
+                 temperatures=dict(generate=_listify(cfg.temperature)), usage=dict(generate=llms[0].usage),
+                 funnel=dict(calls=int(funnel['calls'].sum()), requested=int(funnel['requested'].sum()),
+                             returned=int(funnel['returned'].sum()), generated=len(rows)))
+    if rows['judge_label'].notna().any(): # an arm filters: every row is judged, and the pool keeps them all
+        consistent = int(rows['judge_label'].eq(rows['label']).fillna(False).sum())
+        facts = merge_facts(facts, judge_facts(cfg, tasks, llms[1]), dict(funnel=dict(judged=len(rows), consistent=consistent),
+                            usage=dict(judge=llms[1].usage) if llms[1] is not llms[0] else {}))
+    write_provenance(args.out, facts)
+    return code
 
 def filter_arguments(parser):
-    parser.add_argument('synthetic', help='synthetic rows written by `generate`')
+    parser.add_argument('synthetic', help='synthetic rows written by `generate` (its <synthetic>.usage.json is carried forward)')
     parser.add_argument('--out', required=True,
-                        help='file for the kept rows (.csv or .parquet); all judged rows go to <out>.judged.csv')
+                        help='file for the kept rows (.csv or .parquet); all judged rows go to <out>.judged.csv, facts to <out>.usage.json')
     config_arguments(('data', 'generate', 'judge', 'evaluate'))(parser)
 
 @subcommand('filter', 'judge synthetic rows with an LLM and keep those consistent with their label', filter_arguments)
 def filter_command(args:argparse.Namespace) -> int:
-    "Judge a synthetic file with each row's task spec and write the consistent rows."
+    "Judge a synthetic file with each row's task spec (by default the one it was generated for) and write the consistent rows."
     from llm_augment.filter import judge, consistency_filter, judge_agreement
+    from llm_augment.share import read_provenance, write_provenance, merge_facts, task_facts
+    generation = read_provenance(args.synthetic)
+    if 'task' not in vars(args) and not args.config and not str(generation.get('task', 'per item')).startswith('per item'):
+        args.task = generation['task'] # judge with the rubric the rows were written for, not the default task
     cfg, splits, llms, tasks = llm_setup(args)
+    if generation.get('task') not in (None, cfg.task):
+        warnings.warn(f"{args.synthetic} was generated for task {generation['task']!r}; judging it with task {cfg.task!r} as asked")
     judged = judge(read_rows(args.synthetic), tasks, llms[1], votes=cfg.judge_votes)
     kept, report = consistency_filter(judged)
     judged.to_csv(Path(args.out).with_suffix('.judged.csv'), index=False)
-    print(report.to_string(index=False)); print(judge_agreement(judged).to_string(index=False))
-    return finish_pool(kept, args.out, llms[1], sorted(splits.train['label'].unique()), f'of {len(judged)} rows kept')
+    agreement = judge_agreement(judged, n_boot=cfg.n_boot)
+    print(report.to_string(index=False)); print(agreement.to_string(index=False))
+    code = finish_pool(kept, args.out, llms[1], sorted(splits.train['label'].unique()), f'of {len(judged)} rows kept')
+    write_provenance(args.out, merge_facts(generation, task_facts(cfg.task, tasks), judge_facts(cfg, tasks, llms[1]), dict(
+        usage=dict(judge=llms[1].usage),
+        funnel=dict(generated=generation.get('funnel', {}).get('generated', len(judged)), judged=len(judged), kept=len(kept)),
+        judge_agreement=dict(n=agreement.attrs['n'], missing=agreement.attrs['missing'],
+                             metrics=agreement[['metric', 'value', 'lo', 'hi']].to_dict('records')))))
+    return code
 
 # %% ../nbs/09_cli.ipynb #d13b2d9c
 def train_arguments(parser):
@@ -242,6 +279,28 @@ def predict_command(args:argparse.Namespace) -> int:
     if probs.ndim == 1: table['prob'] = probs
     else: table[[f'prob_{k}' for k in range(probs.shape[1])]] = probs
     print(f'{len(table)} rows scored: {write_rows(table, args.out)}')
+    return 0
+
+# %% ../nbs/09_cli.ipynb #79e8d8d8
+def export_arguments(parser):
+    parser.add_argument('pool', help='rows from `generate` or `filter` (with its <pool>.usage.json), or a run or sweep folder holding results.csv')
+    parser.add_argument('--to', required=True, help='folder to save the dataset and its card (README.md) in')
+    parser.add_argument('--task', default=None, help='the task the rows were made for, when <pool>.usage.json names none')
+    parser.add_argument('--push-to-hub', default=None, metavar='REPO', help='also push to this Hub dataset repo (private); needs HF_TOKEN')
+
+@subcommand('export', "save a pool, a filtered pool or a sweep's results as a Hugging Face dataset with a provenance card", export_arguments)
+def export_command(args:argparse.Namespace) -> int:
+    "Save the pool as a dataset with its card, and push it when asked."
+    from llm_augment.share import export_pool, export_results, read_provenance
+    source = Path(args.pool)
+    if source.is_dir():
+        if not (source/'results.csv').is_file(): raise DataError(f"{source}: a folder to export must hold a run's or sweep's results.csv")
+        rows = pd.read_csv(source/'results.csv')
+        folder = export_results(rows, args.to, args.task, args.push_to_hub, where=str(source))
+    else:
+        rows = read_rows(source)
+        folder = export_pool(rows, read_provenance(source), args.to, args.task, args.push_to_hub, where=str(source))
+    print(f"{len(rows)} rows saved as a dataset: {folder} (card: {folder/'README.md'})")
     return 0
 
 # %% ../nbs/09_cli.ipynb #a1640d79
