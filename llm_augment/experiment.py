@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_experiment.ipynb #0dd3189a
 from __future__ import annotations
-import functools, hashlib, itertools, json, logging, math, os, time, traceback
+import functools, hashlib, itertools, json, logging, math, os, time, traceback, warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, asdict, replace
 from pathlib import Path
@@ -35,7 +35,7 @@ __all__ = ['STEPS', 'LLM_BACKENDS', 'CONTROLS', 'COMPARATORS', 'FIELDS', 'AXES',
            'cell_fingerprint', 'stale_reason', 'crash_note', 'environ', 'cpu_budget', 'honour_cpu_budget',
            'known_parameters', 'run_cell', 'arm_failures', 'run_local', 'cache_entries', 'add_cache_entries',
            'read_tree', 'write_tree', 'cell_inputs', 'place_cell', 'put_back', 'run_on_node', 'driver_share',
-           'write_back', 'run_ray', 'collect_results', 'run_sweep']
+           'write_back', 'run_ray', 'collect_results', 'inherited_parameters', 'note_inherited', 'run_sweep']
 
 # %% ../nbs/07_experiment.ipynb #2140e28d
 STEPS = ('data', 'generate', 'judge', 'mix', 'train', 'evaluate', 'run')
@@ -846,6 +846,21 @@ def collect_results(folder) -> tuple[pd.DataFrame, pd.DataFrame]:
         tables[name].to_csv(folder/f'{name}.csv', index=False)
     return tables['results'], tables['gains']
 
+def inherited_parameters(cell:dict, # a cell from `expand`
+                        ) -> dict:
+    "Fields a cell takes from its notebook's own parameters cell (smoke-sized there) because the sweep does not set them."
+    import papermill as pm
+    declared = pm.inspect_notebook(str(notebook_path(cell['notebook'])))
+    return {k: p['default'] for k, p in declared.items() if k not in cell['params'] and k != 'out_dir'}
+
+def note_inherited(cells:list[dict]): # cells from `expand`
+    "Warn once per notebook about the fields its cells take from the notebook rather than from the sweep file."
+    for notebook in dict.fromkeys(str(c['notebook']) for c in cells):
+        shared = set.intersection(*[set(inherited_parameters(c).items()) for c in cells if str(c['notebook']) == notebook])
+        if shared: warnings.warn(f"{Path(notebook).stem} cells take {', '.join(f'{k}={v}' for k, v in sorted(shared))} from "
+                                 f"the notebook's own smoke-sized parameters, not from the sweep file: set them in its "
+                                 f"base to choose", stacklevel=2)
+
 def run_sweep(sweep:Sweep, # the grid
               executor:str='local', # 'local' or 'ray'
               workers:int=1, # cells at once (local process pool, or Ray CPUs)
@@ -854,7 +869,7 @@ def run_sweep(sweep:Sweep, # the grid
              ) -> pd.DataFrame:
     "Run the cells of `sweep` that are not finished with the same fingerprint; returns every cell's status."
     if executor not in ('local', 'ray'): raise DataError(f"unknown executor {executor!r}; choose local or ray")
-    cells = expand(sweep)
+    cells = expand(sweep); note_inherited(cells)
     sweep.folder.mkdir(parents=True, exist_ok=True)
     if executor == 'local': statuses = run_local(cells, workers, progress)
     else: statuses = run_ray(cells, address, workers if workers > 1 else None)
