@@ -21,7 +21,7 @@ from .llm import LLM
 from .generate import generate
 from .filter import judge
 from .mix import mix, mix_sizes, label_order, select_synthetic
-from .train import train_classifier, tfidf_baseline
+from .train import train_classifier, tfidf_baseline, setfit_baseline
 
 # %% auto #0
 __all__ = ['STEPS', 'LLM_BACKENDS', 'CONTROLS', 'COMPARATORS', 'FIELDS', 'AXES', 'HUMAN_ONLY', 'GAIN_COLUMNS', 'THREAD_VARIABLES',
@@ -29,13 +29,14 @@ __all__ = ['STEPS', 'LLM_BACKENDS', 'CONTROLS', 'COMPARATORS', 'FIELDS', 'AXES',
            'config_from_dict', 'config_from_namespace', 'load_config', 'save_config', 'arms', 'arm_name', 'arm_matches',
            'arm_sizes', 'label_needs', 'data_file', 'load_human', 'control_rows', 'split_for', 'make_llms', 'pool_seed',
            'control_pool', 'flip_labels', 'shortfall', 'more_calls', 'llm_pool', 'backend_pools', 'arm_training_set',
-           'training_settings', 'source_digest', 'predict_test', 'flat_scores', 'comparator_scores', 'run_arm',
-           'run_seed', 'family_gains', 'failed_arms', 'scored_rows', 'arm_gains', 'Experiment', 'run_experiment',
-           'save_results', 'Sweep', 'grid_parts', 'load_sweep', 'expand', 'experiments_dir', 'notebook_path',
-           'cell_fingerprint', 'stale_reason', 'crash_note', 'environ', 'cpu_budget', 'honour_cpu_budget',
-           'known_parameters', 'run_cell', 'arm_failures', 'run_local', 'cache_entries', 'add_cache_entries',
-           'read_tree', 'write_tree', 'cell_inputs', 'place_cell', 'put_back', 'run_on_node', 'driver_share',
-           'write_back', 'run_ray', 'collect_results', 'inherited_parameters', 'note_inherited', 'run_sweep']
+           'training_settings', 'source_digest', 'predict_test', 'comparator_probs', 'flat_scores', 'comparator_scores',
+           'run_arm', 'run_seed', 'family_gains', 'failed_arms', 'scored_rows', 'arm_gains', 'Experiment',
+           'run_experiment', 'save_results', 'Sweep', 'grid_parts', 'load_sweep', 'expand', 'experiments_dir',
+           'notebook_path', 'cell_fingerprint', 'stale_reason', 'crash_note', 'environ', 'cpu_budget',
+           'honour_cpu_budget', 'known_parameters', 'run_cell', 'arm_failures', 'run_local', 'cache_entries',
+           'add_cache_entries', 'read_tree', 'write_tree', 'cell_inputs', 'place_cell', 'put_back', 'run_on_node',
+           'driver_share', 'write_back', 'run_ray', 'collect_results', 'inherited_parameters', 'note_inherited',
+           'run_sweep']
 
 # %% ../nbs/07_experiment.ipynb #2140e28d
 STEPS = ('data', 'generate', 'judge', 'mix', 'train', 'evaluate', 'run')
@@ -96,7 +97,7 @@ class ExperimentConfig:
     min_steps: int = knob(100, 'train')  # fewest optimizer steps: a small training set makes several passes an epoch
     seeds: list[int] = knob([0], 'evaluate')  # seeds: split, pool (unless generation_seed), mix and training
     n_boot: int = knob(1000, 'evaluate')  # bootstrap resamples for intervals
-    comparators: list[str] = knob([], 'evaluate')  # reference models trained on each arm's human rows: 'tfidf'
+    comparators: list[str] = knob([], 'evaluate')  # reference models trained on each arm's human rows: 'tfidf', 'setfit'
     primary: str = knob('', 'evaluate')  # the arm named before the run, e.g. 'synthetic_share=0.8': reported unadjusted
     out_dir: str = knob('runs/experiment', 'run')  # folder for results, pools and predictions
     prediction_cache: str = knob('', 'run')  # folder of cached test predictions ('': out_dir/predictions)
@@ -104,7 +105,8 @@ class ExperimentConfig:
 # %% ../nbs/07_experiment.ipynb #d61bcc64
 LLM_BACKENDS = ('local', 'openai') # generators that are LLMs
 CONTROLS = {'oracle': 'positive', 'label_noise': 'negative'} # control backends and the effect they must show
-COMPARATORS = {'tfidf': tfidf_baseline} # reference models: name -> fit(training rows), with .predict_proba(texts)
+COMPARATORS = {'tfidf': lambda rows, seed: tfidf_baseline(rows), # reference models: name -> fit(training rows, seed),
+               'setfit': setfit_baseline}                        # with .predict_proba(texts)
 FIELDS = {f.name: f for f in fields(ExperimentConfig)}
 AXES = [name for name, f in FIELDS.items() if f.metadata['axis']]
 
@@ -346,6 +348,24 @@ def predict_test(cfg:ExperimentConfig, train:pd.DataFrame, splits, seed:int) -> 
     path.write_text(json.dumps({'probs': probs.tolist(), 'seconds': seconds}))
     return probs, seconds
 
+# %% ../nbs/07_experiment.ipynb #38571a7e
+def comparator_probs(cfg:ExperimentConfig, # the run's config: where the prediction cache is
+                     name:str, # a key of `COMPARATORS`
+                     human_rows:pd.DataFrame, # the arm's human training rows
+                     splits, # the seed's splits; the comparator predicts `splits.test`
+                     seed:int, # seeds the fit
+                    ) -> np.ndarray:
+    "Test probabilities of comparator `name` fitted on `human_rows` (cached on disk beside the classifiers' predictions)."
+    test_texts = splits.test['text'].tolist()
+    key = _digest(__version__, source_digest(('train',)), name, seed, _rows(human_rows), test_texts)
+    path = Path(cfg.prediction_cache or Path(cfg.out_dir)/'predictions')/f'{name}-{key}.json'
+    if path.exists(): return np.array(json.loads(path.read_text())['probs'])
+    start = time.perf_counter()
+    probs = COMPARATORS[name](human_rows, seed).predict_proba(test_texts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({'probs': probs.tolist(), 'seconds': time.perf_counter() - start}))
+    return probs
+
 # %% ../nbs/07_experiment.ipynb #8a6bf2c3
 def flat_scores(y_true, y_prob, n_boot:int=1000, seed:int=0, prefix:str='') -> dict:
     "Metric values and CI bounds of `evaluate.score` as one flat dict (`auc`, `auc_lo`, `auc_hi`, ...)."
@@ -358,7 +378,7 @@ def comparator_scores(cfg:ExperimentConfig, human_rows:pd.DataFrame, splits, see
     "Test AUC and its bounds (`tfidf_auc`, `tfidf_auc_lo`, ...) of each of `cfg.comparators` fitted on an arm's human rows."
     out, y = {}, splits.test['label']
     for name in cfg.comparators:
-        scores = flat_scores(y, COMPARATORS[name](human_rows).predict_proba(splits.test['text']), cfg.n_boot, seed, f'{name}_')
+        scores = flat_scores(y, comparator_probs(cfg, name, human_rows, splits, seed), cfg.n_boot, seed, f'{name}_')
         out |= {k: v for k, v in scores.items() if k.startswith(f'{name}_auc')}
     return out
 

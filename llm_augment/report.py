@@ -14,12 +14,12 @@ from .evaluate import human_equivalence
 # %% auto #0
 __all__ = ['AXES', 'HUMAN_ONLY', 'CONTROL_NAMES', 'FUNNEL_STAGES', 'MODELS', 'ROLES', 'FAMILIES', 'CHART_COLUMNS', 'MUST',
            'LLM_USAGE', 'PRICE_PER_RESPONSE', 'WORTH_COLUMNS', 'STUDY_CELLS', 'REPORT_CELLS', 'blank', 'varies',
-           'arm_labels', 'chart_axes', 'series_names', 'funnel_chart', 'auc_long', 'auc_chart', 'gain_frame',
-           'gain_chart', 'side_of_zero', 'control_table', 'llm_sentences', 'control_sentences', 'failure_sentence',
-           'noise_sentence', 'headline', 'arm_table', 'cost_table', 'design_note', 'learning_curve', 'curve_chart',
-           'worth_text', 'worth_table', 'oracle_check', 'reading_caveat', 'baseline_caveat', 'study_answer',
-           'study_row', 'is_study', 'save_chart', 'read_tables', 'save_charts', 'report_notebook', 'write_report',
-           'publish']
+           'arm_labels', 'chart_axes', 'series_names', 'funnel_chart', 'auc_long', 'comparator_rules', 'auc_chart',
+           'gain_frame', 'gain_chart', 'side_of_zero', 'control_table', 'llm_sentences', 'control_sentences',
+           'failure_sentence', 'noise_sentence', 'headline', 'arm_table', 'cost_table', 'design_note', 'learning_curve',
+           'curve_chart', 'worth_text', 'worth_table', 'oracle_check', 'reading_caveat', 'baseline_caveat',
+           'study_answer', 'study_row', 'is_study', 'save_chart', 'read_tables', 'save_charts', 'report_notebook',
+           'write_report', 'publish']
 
 # %% ../nbs/08_report.ipynb #488f2f2f
 AXES = ['backend', 'temperature', 'consistency_filter', 'n_synthetic', 'synthetic_share'] # as `experiment` writes them
@@ -87,11 +87,28 @@ def auc_long(results:pd.DataFrame, # one row per arm and seed
     base = frame(MODELS[1], 'baseline_')[ok['backend'].ne(HUMAN_ONLY)]
     return pd.concat([frame(MODELS[0], ''), base], ignore_index=True)
 
+# %% ../nbs/08_report.ipynb #c4fa89c4
+def comparator_rules(results:pd.DataFrame, # one row per arm and seed; a comparator adds a `<name>_auc` column
+                     x:str, # the chart's x column
+                     metric:str='auc', # the chart's metric: comparators are scored on AUC only
+                    ) -> list:
+    "Layers for `auc_chart`: each comparator's human-only AUC as a grey line, labelled with its name; [] without any."
+    names = [c[:-4] for c in results if c.endswith('_auc') and c != 'baseline_auc'] if metric == 'auc' else []
+    if not names: return []
+    refs = pd.concat([pd.DataFrame(dict(comparator=n, x=results[x], value=results[f'{n}_auc'])) for n in names]).dropna()
+    refs = refs.groupby(['comparator', 'x'], as_index=False, sort=False)['value'].mean()
+    enc = dict(x='x:Q', y='value:Q')
+    line = alt.Chart(refs).mark_line(color='grey', strokeDash=[2, 2]).encode(detail='comparator:N',
+                                                                          tooltip=['comparator', 'value'], **enc)
+    label = alt.Chart(refs.loc[refs.groupby('comparator', sort=False)['x'].idxmax()]).mark_text(
+        align='left', dx=4, color='grey').encode(text='comparator:N', **enc)
+    return [line, label]
+
 # %% ../nbs/08_report.ipynb #798024bb
 def auc_chart(results:pd.DataFrame, # one row per arm and seed
               x:str|None=None, color:str|None=None, # x and colour columns; None: from `chart_axes`
               metric:str='auc', title:str|None=None) -> alt.LayerChart:
-    "Mean `metric` per arm with CI band and seed dots, and each arm's own baseline dashed; controls named as such."
+    "Mean `metric` per arm with CI band and seed dots, each arm's own baseline dashed, each comparator a grey line; controls named."
     x, color = x or chart_axes(results)[0], color or chart_axes(results)[1]
     long = auc_long(results, x, color, metric)
     mean = long.groupby(['line', 'colour', 'model', 'x'], as_index=False)[['value', 'lo', 'hi']].mean()
@@ -108,7 +125,7 @@ def auc_chart(results:pd.DataFrame, # one row per arm and seed
     dots = alt.Chart(long).transform_filter(is_arm).mark_circle(size=22, opacity=0.5).encode(
         y='value:Q', tooltip=['line', 'seed', 'value'], **enc)
     title = title or f'Test {metric.upper()} by {x.replace("_", " ")}: solid with extra rows, dashed without'
-    return (band + lines + dots).properties(width=440, height=260, title=title)
+    return alt.layer(band, lines, dots, *comparator_rules(results, x, metric)).properties(width=440, height=260, title=title)
 
 # %% ../nbs/08_report.ipynb #32a84d56
 ROLES = {'': 'LLM arm', **{k: f"{name}: must be {'above' if k == 'positive' else 'below'} 0"

@@ -24,7 +24,7 @@ from .mix import largest_draw, mix
 # %% auto #0
 __all__ = ['CONFIG_FILE', 'pick_device', 'load_encoder', 'seed_everything', 'spread_labels', 'length_batches', 'pad_batch',
            'class_scores', 'Classifier', 'check_rows', 'BestEpoch', 'epoch_passes', 'fine_tune', 'train_classifier',
-           'train_incremental', 'TfidfBaseline', 'tfidf_baseline']
+           'train_incremental', 'TfidfBaseline', 'tfidf_baseline', 'SetFitBaseline', 'setfit_baseline']
 
 # %% ../nbs/06_train.ipynb #4c514edd
 def pick_device() -> torch.device:
@@ -336,3 +336,45 @@ def tfidf_baseline(train:pd.DataFrame, # training rows (text, label)
     check_rows(train, 'train')
     pipeline = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True), LogisticRegression(max_iter=1000))
     return TfidfBaseline(pipeline.fit(list(train['text']), train['label']))
+
+# %% ../nbs/06_train.ipynb #e9a3c08e
+class SetFitBaseline:
+    "A fitted SetFit model (sentence-transformer body + logistic regression head) with `predict_proba(texts)` like `TfidfBaseline`."
+    def __init__(self, model): self.model = model
+    def predict_proba(self, texts) -> np.ndarray:
+        "P(label = 1) for two codes, else the (n, K) matrix (the head's columns are the codes 0 .. K-1 in order)."
+        return class_scores(np.asarray(self.model.predict_proba(list(texts), as_numpy=True), dtype=float))
+
+def setfit_baseline(train:pd.DataFrame, # training rows (text, label)
+                    seed:int=0, # seeds the pair sampling, the body's training and the head
+                    encoder:str|None=None, # sentence-transformer path or hub name; None = default_encoder()
+                    num_iterations:int=5, # positive and negative pairs drawn per training row
+                    batch_size:int=16, # pairs per step of the contrastive training
+                    max_length:int=128, # maximum tokens per text
+                   ) -> SetFitBaseline:
+    "SetFit fitted on `train`: one epoch of contrastive pairs on the sentence-transformer, then a logistic regression head."
+    import logging, tempfile, warnings
+    from datasets import Dataset, disable_progress_bars
+    from setfit import SetFitModel, Trainer, TrainingArguments
+    from transformers.trainer_callback import PrinterCallback
+    check_rows(train, 'train')
+    encoder = encoder or default_encoder()
+    seed_everything(seed); disable_progress_bars()
+    rows = Dataset.from_dict({'text': list(train['text']), 'label': [int(l) for l in train['label']]})
+    loggers = {name: logging.getLogger(name) for name in ('setfit', 'sentence_transformers')}
+    levels = {name: log.level for name, log in loggers.items()}
+    try:
+        for log in loggers.values(): log.setLevel(logging.ERROR) # "no model_head.pkl": expected, the head is new
+        with _quiet(), warnings.catch_warnings(), tempfile.TemporaryDirectory(prefix='llm_augment-setfit-') as scratch:
+            warnings.simplefilter('ignore') # setfit's deprecation notes, the deterministic-kernel warnings
+            model = SetFitModel.from_pretrained(encoder, local_files_only=Path(encoder).exists(), device=str(pick_device()),
+                                                head_params=dict(max_iter=1000))
+            args = TrainingArguments(output_dir=scratch, batch_size=batch_size, num_epochs=1, num_iterations=num_iterations,
+                                     max_length=max_length, seed=seed, report_to='none', save_strategy='no',
+                                     show_progress_bar=False, logging_strategy='no', logging_first_step=False)
+            trainer = Trainer(model=model, args=args, train_dataset=rows)
+            trainer.st_trainer.remove_callback(PrinterCallback) # it prints the losses
+            trainer.train()
+    finally:
+        for name, log in loggers.items(): log.setLevel(levels[name])
+    return SetFitBaseline(model)
