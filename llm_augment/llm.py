@@ -810,18 +810,24 @@ def _via_batch(self:LLM, requests:list[dict], keys:list[str], bar) -> list[Compl
         if not ok: results[i] = Completion(None, error='budget')
     pending = [i for i, c in enumerate(results) if c is None]
     u = self._usage
-    with openai.OpenAI(api_key=api_key(self.api_key_env, self.base_url), base_url=self.base_url, timeout=self.timeout) as client:
+    with openai.OpenAI(api_key=api_key(self.api_key_env, self.base_url), base_url=self.base_url, timeout=self.timeout, max_retries=5) as client:
         for round in range(self.batch_retries + 1):
             if not pending: break
             u['attempts'] += len(pending); u['sent' if round == 0 else 'retries'] += len(pending)
-            digest, batch_id = self._batch_job(client, [requests[i] for i in pending], [keys[i] for i in pending])
-            job = self._await_batch(client, batch_id, bar)
+            todo = [requests[i] for i in pending], [keys[i] for i in pending]
+            digest, batch_id = self._batch_job(client, *todo)
+            try: job = self._await_batch(client, batch_id, bar)
+            except openai.NotFoundError: # a recorded job the server no longer knows: submit anew
+                BatchLedger(self.cache.path.parent).set(digest, None)
+                digest, batch_id = self._batch_job(client, *todo)
+                job = self._await_batch(client, batch_id, bar)
+            why = '; '.join(e.message or e.code or '' for e in (job.errors.data or [])) if job.errors else ''
             got = {}
             for file_id in (job.error_file_id, job.output_file_id): # answers win over errors
                 if file_id: got |= batch_results(client.files.content(file_id).text)
             still = []
             for i in pending:
-                c = got.get(keys[i]) or Completion(None, error=f'batch {job.status}: the line got no answer')
+                c = got.get(keys[i]) or Completion(None, error=f'batch {job.status}: the line got no answer' + (f' ({why})' if why else ''))
                 if c.error is None:
                     results[i] = replace(c, attempts=round + 1)
                     self.cache.put(keys[i], results[i]); self._account(requests[i], results[i], batched=True); bar.update()

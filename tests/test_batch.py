@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from llm_augment.llm import LLM, BatchLedger, as_request
+from llm_augment.llm import LLM, BatchLedger, as_request, batch_digest
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -30,7 +30,8 @@ class FakeOpenAI(http.server.ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.reset()
 
-    def reset(self, fail_once=(), expire_first_after=None, hold=False, polls_to_finish=2):
+    def reset(self, fail_once=(), expire_first_after=None, hold=False, polls_to_finish=2, fail_job=False):
+        self.fail_job = fail_job # every job fails validation
         self.files, self.batches, self.polls, self.chat_calls = {}, {}, Counter(), 0
         self.created = [] # the input lines of each job created, in order
         self.fail_once, self.failed = set(fail_once), set() # prompts whose first line fails
@@ -50,6 +51,8 @@ class FakeOpenAI(http.server.ThreadingHTTPServer):
     def finish(self, job):
         "Answer a job's lines: some fail (error file), an expired one leaves the rest unanswered."
         lines = [json.loads(l) for l in self.files[job['input_file_id']].decode().splitlines() if l.strip()]
+        if self.fail_job:
+            return job.update(status='failed', errors={'object': 'list', 'data': [{'code': 'invalid', 'message': 'invalid model'}]})
         expire = self.expire_first_after is not None and job['id'] == 'batch-0'
         out, err = [], []
         for line in lines[:self.expire_first_after] if expire else lines:
@@ -106,6 +109,7 @@ class FakeHandler(http.server.BaseHTTPRequestHandler):
         f = self.server
         with f.lock:
             if m := re.fullmatch(r'/v1/batches/([\w-]+)', self.path):
+                if m[1] not in f.batches: return self.reply(404, {'error': {'message': f'no batch {m[1]}'}})
                 job = f.batches[m[1]]
                 f.polls[job['id']] += 1
                 if job['status'] not in ('completed', 'expired'):
@@ -224,3 +228,22 @@ def test_killed_run_resumes_its_batch(fake, tmp_path):
     assert [r.text for r in results] == [f'echo: Say one word about k{i}.' for i in range(n)]
     assert len(fake.created) == 1 and fake.polls['batch-0'] >= 2 # polled the recorded job, submitted none
     assert BatchLedger(cache_dir).jobs() == {} and len(llm.cache) == n
+
+
+def test_a_recorded_batch_the_server_forgot_is_submitted_anew(fake, tmp_path):
+    reqs = requests_for(3, tag='gone')
+    llm = client(fake, tmp_path)
+    ledger = BatchLedger(tmp_path/'cache')
+    ledger.set(batch_digest([llm._key(as_request(r)) for r in reqs]), 'batch-unknown')
+    results = llm.batch(reqs, progress=False)
+    assert [r.text for r in results] == [f"echo: {r['messages']}" for r in reqs]
+    assert len(fake.created) == 1 and ledger.jobs() == {}
+
+
+def test_a_failed_job_reports_its_errors(fake, tmp_path):
+    reqs = requests_for(2, tag='invalid')
+    fake.reset(fail_job=True)
+    llm = client(fake, tmp_path, batch_retries=1)
+    results = llm.batch(reqs, progress=False)
+    assert [r.error for r in results] == ['batch failed: the line got no answer (invalid model)']*2
+    assert len(fake.created) == 2 and llm.usage['failed'] == 2 and len(llm.cache) == 0
