@@ -742,6 +742,7 @@ def batch_digest(keys:list[str]) -> str:
     "A digest of a set of cache keys: the same pending requests, in any order, give the same digest."
     return hashlib.sha256('\n'.join(sorted(keys)).encode()).hexdigest()
 
+# %% ../nbs/02_llm.ipynb #25070fdd
 class BatchLedger:
     "`{digest of the pending keys: batch id}` on disk, next to the cache: the Batch API jobs a rerun should wait for."
     def __init__(self, folder:str|Path): # the cache folder
@@ -766,6 +767,7 @@ class BatchLedger:
 # %% ../nbs/02_llm.ipynb #e8b2a818
 BATCH_DONE = ('completed', 'failed', 'expired', 'cancelled')
 
+# %% ../nbs/02_llm.ipynb #455bc11a
 @patch
 def _batch_job(self:LLM, client:openai.OpenAI, requests:list[dict], keys:list[str]) -> tuple[str, str]:
     "`(digest, batch id)` of the job answering `requests`: the one recorded for them, else a new one."
@@ -777,6 +779,7 @@ def _batch_job(self:LLM, client:openai.OpenAI, requests:list[dict], keys:list[st
     ledger.set(digest, job.id)
     return digest, job.id
 
+# %% ../nbs/02_llm.ipynb #f9d66226
 @patch
 def _await_batch(self:LLM, client:openai.OpenAI, batch_id:str, bar):
     "The batch once it has ended (completed, failed, expired or cancelled)."
@@ -802,6 +805,7 @@ def _batch_admit(self:LLM, requests:list[dict]) -> list[bool]:
         spent += need * admit[-1]
     return admit
 
+# %% ../nbs/02_llm.ipynb #7d5a1d87
 @patch
 def _via_batch(self:LLM, requests:list[dict], keys:list[str], bar) -> list[Completion]:
     "Answer `requests` through the Batch API, resubmitting failed or missing lines up to `batch_retries` times; each answer cached."

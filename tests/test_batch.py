@@ -247,3 +247,11 @@ def test_a_failed_job_reports_its_errors(fake, tmp_path):
     results = llm.batch(reqs, progress=False)
     assert [r.error for r in results] == ['batch failed: the line got no answer (invalid model)']*2
     assert len(fake.created) == 2 and llm.usage['failed'] == 2 and len(llm.cache) == 0
+
+
+def test_a_budget_admits_what_fits_at_half_price(fake, tmp_path):
+    reqs = requests_for(4, tag='b') # worst case 12 prompt + 8 answer tokens: $0.02 online, $0.01 batched
+    llm = client(fake, tmp_path, budget_usd=0.025)
+    results = llm.batch(reqs, progress=False)
+    assert [r.error for r in results] == [None, None, 'budget', 'budget']
+    assert len(fake.created[0]) == 2 and llm.usage['cost_usd'] == pytest.approx(2*0.015/2)
