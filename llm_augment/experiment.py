@@ -73,6 +73,7 @@ class ExperimentConfig:
     timeout: float = knob(60.0, 'generate')  # seconds per attempt at an 'openai' server
     rpm: int|None = knob(None, 'generate')  # requests per minute the account allows (None: as the server's rate-limit headers say)
     tpm: int|None = knob(None, 'generate')  # tokens per minute the account allows (None: as the server's rate-limit headers say)
+    batch: bool = knob(False, 'generate')  # 'openai': send uncached requests through the Batch API (half price, answers within 24 h; a rerun resumes the job)
     temperature: float|list[float] = knob(0.7, 'generate', axis=True)  # generation temperature
     calls_per_label: int = knob(5, 'generate')  # LLM calls per item, label and temperature to start with
     max_calls_per_label: int = knob(20, 'generate')  # at most this many when the arms need more rows
@@ -234,7 +235,7 @@ def make_llms(cfg:ExperimentConfig) -> tuple:
     "The generator and judge `LLM`s of `cfg` (None where no arm needs one)."
     backend = next((b for b in _listify(cfg.backend) if b not in CONTROLS), None)
     if backend is None and not cfg.judge_backend: return None, None
-    pacing = dict(api_key_env=cfg.api_key_env, concurrency=cfg.concurrency, timeout=cfg.timeout, rpm=cfg.rpm, tpm=cfg.tpm)
+    pacing = dict(api_key_env=cfg.api_key_env, concurrency=cfg.concurrency, timeout=cfg.timeout, rpm=cfg.rpm, tpm=cfg.tpm, batch_api=cfg.batch)
     gen = LLM(backend=backend or cfg.judge_backend, model=cfg.model or None, base_url=cfg.base_url or None, **pacing)
     if not (cfg.judge_backend or cfg.judge_model or cfg.judge_base_url): return gen, gen
     return gen, LLM(backend=cfg.judge_backend or gen.backend, model=cfg.judge_model or cfg.model or None,

@@ -4,16 +4,16 @@
 
 # %% auto #0
 __all__ = ['DEFAULTS', 'OPTIONAL', 'SCHEMA', 'PRICES', 'RETRY_STATUS', 'RETRYABLE', 'REPACK_ENV', 'DEFAULT_OPENAI_MODEL',
-           'DURATION_UNITS', 'ANSWER_OVERHEAD', 'USAGE_KEYS', 'OVERLOAD_STATUS', 'SERVER_MAIN', 'Completion',
-           'as_request', 'sample_seed', 'cache_key', 'default_cache_dir', 'open_shared_sqlite', 'Cache', 'model_price',
-           'approx_tokens', 'MalformedResponse', 'to_completion', 'retry_after', 'retry_delay', 'run_sync',
-           'smollm2_path', 'default_encoder', 'cpu_flags', 'weight_repacking', 'guard_repacking', 'llama_threads',
-           'load_local', 'local_complete', 'api_key', 'openai_options', 'openai_complete', 'parse_duration',
-           'rate_limits', 'RateBucket', 'little_limit', 'AdaptiveLimit', 'LLM', 'overloaded', 'free_port',
-           'LocalServer']
+           'DURATION_UNITS', 'ANSWER_OVERHEAD', 'USAGE_KEYS', 'OVERLOAD_STATUS', 'BATCH_ENDPOINT', 'BATCH_DONE',
+           'SERVER_MAIN', 'Completion', 'as_request', 'sample_seed', 'cache_key', 'default_cache_dir',
+           'open_shared_sqlite', 'Cache', 'model_price', 'approx_tokens', 'MalformedResponse', 'to_completion',
+           'retry_after', 'retry_delay', 'run_sync', 'smollm2_path', 'default_encoder', 'cpu_flags', 'weight_repacking',
+           'guard_repacking', 'llama_threads', 'load_local', 'local_complete', 'api_key', 'openai_options', 'chat_body',
+           'openai_complete', 'parse_duration', 'rate_limits', 'RateBucket', 'little_limit', 'AdaptiveLimit', 'LLM',
+           'overloaded', 'batch_line', 'batch_results', 'batch_digest', 'BatchLedger', 'free_port', 'LocalServer']
 
 # %% ../nbs/02_llm.ipynb #fb14552a
-import asyncio, hashlib, importlib.util, json, math, os, random, re, socket, sqlite3, statistics, subprocess, sys, tempfile, threading, time
+import asyncio, fcntl, hashlib, importlib.util, json, math, os, random, re, socket, sqlite3, statistics, subprocess, sys, tempfile, threading, time
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -297,14 +297,20 @@ def openai_options(request:dict) -> dict:
     extra = {k: request[k] for k in OPTIONAL[:2] if k in request}
     return extra | ({'response_format': {'type': 'json_object'}} if 'response_format' in request else {})
 
+def chat_body(model:str, # model name
+              request:dict, # a request as returned by `as_request`
+             ) -> dict:
+    "The chat-completions request body for `request`, seeded per sample: the same online and in a Batch API file."
+    r = request
+    return dict(model=model, messages=r['messages'], temperature=r['temperature'], top_p=r['top_p'],
+                max_tokens=r['max_tokens'], seed=sample_seed(r['seed'], r['sample']), **openai_options(r))
+
 async def openai_complete(client:openai.AsyncOpenAI, # the SDK client (its own retries off)
                           model:str, # model name
                           request:dict, # a request as returned by `as_request`
                          ) -> tuple[Completion, dict]:
     "One chat completion through the openai SDK, seeded per sample, with the response's headers (lower-case names)."
-    r = request
-    raw = await client.chat.completions.with_raw_response.create(model=model, messages=r['messages'], temperature=r['temperature'],
-        top_p=r['top_p'], max_tokens=r['max_tokens'], seed=sample_seed(r['seed'], r['sample']), **openai_options(r))
+    raw = await client.chat.completions.with_raw_response.create(**chat_body(model, request))
     return to_completion(raw.parse()), dict(raw.headers)
 
 # %% ../nbs/02_llm.ipynb #16585ff0
@@ -456,7 +462,7 @@ async def release(self:AdaptiveLimit, sent:float|None=None, # when the attempt w
         cond.notify_all()
 
 # %% ../nbs/02_llm.ipynb #b65529e8
-USAGE_KEYS = ('requests', 'cached', 'failed', 'sent', 'attempts', 'retries', 'rate_limited', 'prompt_tokens', 'completion_tokens', 'cost_usd')
+USAGE_KEYS = ('requests', 'cached', 'failed', 'sent', 'attempts', 'retries', 'rate_limited', 'prompt_tokens', 'completion_tokens', 'cost_usd', 'batched')
 
 class LLM:
     "Chat completions from a backend ('local' or 'openai'), cached on disk, paced, retried, counted and priced."
@@ -472,7 +478,10 @@ class LLM:
                  prices:dict|None=None, # {model: (usd_per_1M_prompt, usd_per_1M_completion)}, added to `PRICES`
                  backoff:float=0.5, # first retry wait in seconds, doubled each attempt, with jitter
                  rpm:int|None=None, # requests per minute at most (the server's headers may lower it)
-                 tpm:int|None=None): # tokens per minute at most, counting each request as its prompt plus `max_tokens`
+                 tpm:int|None=None, # tokens per minute at most, counting each request as its prompt plus `max_tokens`
+                 batch_api:bool=False, # 'openai': send `batch`'s uncached requests through the Batch API (half price, within 24 h)
+                 batch_poll:float=30, # seconds between looks at a Batch API job
+                 batch_retries:int=2): # new Batch API jobs for lines that failed or expired, before they are reported failed
         if backend not in ('local', 'openai'): raise ValueError(f"LLM backend={backend!r} is unknown: use 'local' or 'openai'.")
         self.backend, self.base_url, self.api_key_env = backend, base_url.rstrip('/') if base_url else None, api_key_env
         self.model_path = str(model or smollm2_path()) if backend == 'local' else None
@@ -486,6 +495,7 @@ class LLM:
         self._usage = dict.fromkeys(USAGE_KEYS, 0)
         self._limit = AdaptiveLimit(self.concurrency, start=8 if base_url is None else 2, timeout=timeout)
         self._rate, self._cool_until = dict(requests=RateBucket(rpm), tokens=RateBucket(tpm)), 0.0
+        self.batch_api, self.batch_poll, self.batch_retries = batch_api and backend == 'openai', batch_poll, batch_retries
 
     def __repr__(self):
         return (f'LLM(backend={self.backend!r}, model={self.model!r}, base_url={self.base_url!r}, '
@@ -494,7 +504,7 @@ class LLM:
 # %% ../nbs/02_llm.ipynb #2d4ef202
 @patch(as_prop=True)
 def usage(self:LLM) -> dict:
-    "This LLM's requests, cache hits, failures, upstream attempts and retries, 429s, tokens, USD cost and work factor so far."
+    "This LLM's requests, cache hits, failures, upstream attempts and retries, 429s, tokens, USD cost, Batch API answers and work factor so far."
     u = self._usage
     return {**u, 'cost_usd': round(u['cost_usd'], 6), 'work_factor': round(u['attempts']/u['sent'], 3) if u['sent'] else 0.0}
 
@@ -533,25 +543,28 @@ async def _reserve(self:LLM, request:dict) -> float|None:
     return need
 
 @patch
-def _account(self:LLM, request:dict, completion:Completion):
+def _account(self:LLM, request:dict, completion:Completion,
+             batched:bool=False): # it went through the Batch API: half price
     "Count a finished request: tokens and cost when it was answered, a failure otherwise."
     c, u = completion, self._usage
+    u['batched'] += batched and c.error is None
     if c.error is not None:
         u['failed'] += 1
         self.failures.append(dict(request=request, error=c.error, attempts=c.attempts))
     else:
         u['prompt_tokens'] += c.prompt_tokens; u['completion_tokens'] += c.completion_tokens
-        u['cost_usd'] += self.cost(c.prompt_tokens, c.completion_tokens)
+        u['cost_usd'] += self.cost(c.prompt_tokens, c.completion_tokens) * (0.5 if batched else 1.0)
         self._prompt_ratio = max(self._prompt_ratio or 1.0, c.prompt_tokens/approx_tokens(request['messages']))
 
 # %% ../nbs/02_llm.ipynb #3f5e9615
 @patch
 def usage_line(self:LLM) -> str:
-    "The bill in one line: requests, cache hits, failures, attempts, retries, 429s, work factor, tokens and cost."
+    "The bill in one line: requests, cache hits, failures, attempts, retries, 429s, work factor, tokens, cost and Batch API answers."
     u = self.usage
     return (f"LLM: {u['requests'] - u['cached']} new requests, {u['cached']} from cache, {u['failed']} failed; "
             f"{u['attempts']} attempts ({u['retries']} retries, {u['rate_limited']} rate-limited), work factor {u['work_factor']:.2f}; "
-            f"{u['prompt_tokens'] + u['completion_tokens']} tokens, ${u['cost_usd']:.4f}")
+            f"{u['prompt_tokens'] + u['completion_tokens']} tokens, ${u['cost_usd']:.4f}"
+            + (f"; {u['batched']} answered through the Batch API (half price)" if self.batch_api or u['batched'] else ''))
 
 @patch
 def failure_report(self:LLM) -> str|None:
@@ -661,7 +674,10 @@ async def abatch(self:LLM, requests:list[dict], progress:bool=True, desc:str='LL
     todo = [i for i, c in enumerate(results) if c is None]
     self._usage['requests'] += len(requests); self._usage['cached'] += len(requests)-len(todo)
     with tqdm(total=len(requests), initial=len(requests)-len(todo), disable=not progress, desc=desc) as bar:
-        if todo:
+        if todo and self.batch_api:
+            answers = await asyncio.to_thread(self._via_batch, [requests[i] for i in todo], [keys[i] for i in todo], bar)
+            for i, c in zip(todo, answers): results[i] = c
+        elif todo:
             async with self._caller() as call:
                 async def one(i):
                     results[i] = await self._one(call, requests[i], keys[i])
@@ -674,7 +690,7 @@ def batch(self:LLM, requests:list[dict], # each with 'messages' and optional tem
           progress:bool=True, # show a progress bar
           desc:str='LLM', # the progress bar's label
          ) -> list[Completion]:
-    "Complete many requests concurrently, cached ones without a call; results in request order."
+    "Complete many requests concurrently (or through the Batch API with `batch_api`), cached ones without a call; results in request order."
     return run_sync(self.abatch(requests, progress, desc))
 
 # %% ../nbs/02_llm.ipynb #54eeadb2
@@ -695,6 +711,137 @@ def chat(self:LLM, messages:list[dict]|str, # chat messages, or one user message
                    response_format=response_format, frequency_penalty=frequency_penalty, presence_penalty=presence_penalty)
     if n is None: return self.batch([{**request, 'sample': sample}], progress=False)[0]
     return self.batch([{**request, 'sample': sample+i} for i in range(n)], progress=False)
+
+# %% ../nbs/02_llm.ipynb #daf1accd
+BATCH_ENDPOINT = '/v1/chat/completions'
+
+def batch_line(model:str, # model name
+               key:str, # the request's cache key: the line's `custom_id`
+               request:dict, # a request as returned by `as_request`
+              ) -> dict:
+    "One line of a Batch API input file."
+    return {'custom_id': key, 'method': 'POST', 'url': BATCH_ENDPOINT, 'body': chat_body(model, request)}
+
+# %% ../nbs/02_llm.ipynb #68e2d4ab
+def batch_results(text:str) -> dict:
+    "`{custom_id: Completion}` from a Batch API output or error file (JSONL); failed lines have `error` set."
+    out = {}
+    for row in (json.loads(l) for l in text.splitlines() if l.strip()):
+        response = row.get('response') or {}
+        if response.get('status_code') == 200 and not row.get('error'):
+            try: out[row['custom_id']] = to_completion(response.get('body'))
+            except MalformedResponse as e: out[row['custom_id']] = Completion(None, error=f'MalformedResponse: {e}')
+            continue
+        why = row.get('error') or (response.get('body') or {}).get('error') or {}
+        message = why.get('message') if isinstance(why, dict) else why
+        out[row['custom_id']] = Completion(None, error=f"batch line {response.get('status_code')}: {message}"[:200])
+    return out
+
+# %% ../nbs/02_llm.ipynb #c3615934
+def batch_digest(keys:list[str]) -> str:
+    "A digest of a set of cache keys: the same pending requests, in any order, give the same digest."
+    return hashlib.sha256('\n'.join(sorted(keys)).encode()).hexdigest()
+
+# %% ../nbs/02_llm.ipynb #25070fdd
+class BatchLedger:
+    "`{digest of the pending keys: batch id}` on disk, next to the cache: the Batch API jobs a rerun should wait for."
+    def __init__(self, folder:str|Path): # the cache folder
+        self.path = Path(folder)/'llm_batches.json'
+    def jobs(self) -> dict:
+        "Every recorded job."
+        try: return json.loads(self.path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError): return {}
+    def get(self, digest:str) -> str|None: return self.jobs().get(digest)
+    def set(self, digest:str, batch_id:str|None): # None forgets the job
+        "Record (or forget) the job for `digest`, atomically."
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_suffix('.lock'), 'w') as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            jobs = self.jobs()
+            if batch_id is None: jobs.pop(digest, None)
+            else: jobs[digest] = batch_id
+            tmp = self.path.with_suffix(f'.{os.getpid()}.tmp')
+            tmp.write_text(json.dumps(jobs, indent=1))
+            os.replace(tmp, self.path)
+
+# %% ../nbs/02_llm.ipynb #e8b2a818
+BATCH_DONE = ('completed', 'failed', 'expired', 'cancelled')
+
+# %% ../nbs/02_llm.ipynb #455bc11a
+@patch
+def _batch_job(self:LLM, client:openai.OpenAI, requests:list[dict], keys:list[str]) -> tuple[str, str]:
+    "`(digest, batch id)` of the job answering `requests`: the one recorded for them, else a new one."
+    ledger, digest = BatchLedger(self.cache.path.parent), batch_digest(keys)
+    if (batch_id := ledger.get(digest)): return digest, batch_id
+    lines = ''.join(json.dumps(batch_line(self.model, k, r), ensure_ascii=False) + '\n' for r, k in zip(requests, keys))
+    upload = client.files.create(file=('llm_augment_batch.jsonl', lines.encode()), purpose='batch')
+    job = client.batches.create(input_file_id=upload.id, endpoint=BATCH_ENDPOINT, completion_window='24h')
+    ledger.set(digest, job.id)
+    return digest, job.id
+
+# %% ../nbs/02_llm.ipynb #f9d66226
+@patch
+def _await_batch(self:LLM, client:openai.OpenAI, batch_id:str, bar):
+    "The batch once it has ended (completed, failed, expired or cancelled)."
+    start = bar.n
+    while True:
+        job = client.batches.retrieve(batch_id)
+        if job.request_counts: bar.n = start + job.request_counts.completed
+        bar.set_postfix_str(f'batch {job.status}', refresh=True)
+        if job.status in BATCH_DONE:
+            bar.n = start
+            return job
+        time.sleep(self.batch_poll)
+
+# %% ../nbs/02_llm.ipynb #9ce9f48e
+@patch
+def _batch_admit(self:LLM, requests:list[dict]) -> list[bool]:
+    "Which requests the budget admits, in order, each at its worst-case cost at the Batch API's half price."
+    if self.budget_usd is None: return [True]*len(requests)
+    spent, admit = self._usage['cost_usd'], []
+    for r in requests:
+        need = self.cost(math.ceil(approx_tokens(r['messages'])*(self._prompt_ratio or 1.0)), r['max_tokens'])/2
+        admit.append(spent + need <= self.budget_usd)
+        spent += need * admit[-1]
+    return admit
+
+# %% ../nbs/02_llm.ipynb #7d5a1d87
+@patch
+def _via_batch(self:LLM, requests:list[dict], keys:list[str], bar) -> list[Completion]:
+    "Answer `requests` through the Batch API, resubmitting failed or missing lines up to `batch_retries` times; each answer cached."
+    results, errors = [None]*len(requests), {}
+    for i, ok in enumerate(self._batch_admit(requests)):
+        if not ok: results[i] = Completion(None, error='budget')
+    pending = [i for i, c in enumerate(results) if c is None]
+    u = self._usage
+    with openai.OpenAI(api_key=api_key(self.api_key_env, self.base_url), base_url=self.base_url, timeout=self.timeout, max_retries=5) as client:
+        for round in range(self.batch_retries + 1):
+            if not pending: break
+            u['attempts'] += len(pending); u['sent' if round == 0 else 'retries'] += len(pending)
+            todo = [requests[i] for i in pending], [keys[i] for i in pending]
+            digest, batch_id = self._batch_job(client, *todo)
+            try: job = self._await_batch(client, batch_id, bar)
+            except openai.NotFoundError: # a recorded job the server no longer knows: submit anew
+                BatchLedger(self.cache.path.parent).set(digest, None)
+                digest, batch_id = self._batch_job(client, *todo)
+                job = self._await_batch(client, batch_id, bar)
+            why = '; '.join(e.message or e.code or '' for e in (job.errors.data or [])) if job.errors else ''
+            got = {}
+            for file_id in (job.error_file_id, job.output_file_id): # answers win over errors
+                if file_id: got |= batch_results(client.files.content(file_id).text)
+            still = []
+            for i in pending:
+                c = got.get(keys[i]) or Completion(None, error=f'batch {job.status}: the line got no answer' + (f' ({why})' if why else ''))
+                if c.error is None:
+                    results[i] = replace(c, attempts=round + 1)
+                    self.cache.put(keys[i], results[i]); self._account(requests[i], results[i], batched=True); bar.update()
+                else: errors[i] = c.error; still.append(i)
+            BatchLedger(self.cache.path.parent).set(digest, None)
+            pending = still
+    for i in pending: results[i] = Completion(None, error=errors[i], attempts=self.batch_retries + 1)
+    for i, c in enumerate(results):
+        if c.error is not None: self._account(requests[i], c)
+    return results
 
 # %% ../nbs/02_llm.ipynb #7c468620
 SERVER_MAIN = ("import sys; from llm_augment.llm import guard_repacking; guard_repacking(); "
