@@ -870,9 +870,12 @@ def collect_results(folder) -> tuple[pd.DataFrame, pd.DataFrame]:
 def inherited_parameters(cell:dict, # a cell from `expand`
                         ) -> dict:
     "Fields a cell takes from its notebook's own parameters cell (smoke-sized there) because the sweep does not set them."
-    import papermill as pm
-    declared = pm.inspect_notebook(str(notebook_path(cell['notebook'])))
-    return {k: p['default'] for k, p in declared.items() if k not in cell['params'] and k != 'out_dir'}
+    import ast, nbformat
+    source = next((c.source for c in nbformat.read(notebook_path(cell['notebook']), as_version=4).cells
+                   if 'parameters' in c.metadata.get('tags', [])), '')
+    declared = {t.id: ast.get_source_segment(source, node.value) for node in ast.parse(source).body
+                if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)}
+    return {k: v for k, v in declared.items() if k not in cell['params'] and k != 'out_dir'}
 
 def note_inherited(cells:list[dict]): # cells from `expand`
     "Warn once per notebook about the fields its cells take from the notebook rather than from the sweep file."
