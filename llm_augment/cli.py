@@ -441,7 +441,8 @@ def doctor(args:argparse.Namespace) -> int:
 # %% ../nbs/09_cli.ipynb #8ae3d6f4
 DEMO_SWEEP = dict(name='demo', notebook=['size'], grid={}, seeds=[0, 1, 2], base=dict(
     data_path='ncte_uptake', task='ncte_uptake', backend=['local', 'oracle', 'label_noise'], n_human=50,
-    n_synthetic=[0, 60], generation_seed=0, calls_per_label=10, responses_per_call=5, max_test_rows=300, comparators=['tfidf'], epochs=3, min_steps=100, max_length=64, n_boot=1000))
+    n_synthetic=[0, 60], generation_seed=0, calls_per_label=10, responses_per_call=5, max_test_rows=300,
+    comparators=['tfidf', 'setfit'], epochs=3, min_steps=100, max_length=64, n_boot=1000))
 
 def demo_arguments(parser):
     parser.add_argument('--root', default='runs', help='parent folder of the demo sweep (default: runs)')

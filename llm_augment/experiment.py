@@ -29,14 +29,14 @@ __all__ = ['STEPS', 'LLM_BACKENDS', 'CONTROLS', 'COMPARATORS', 'FIELDS', 'AXES',
            'config_from_dict', 'config_from_namespace', 'load_config', 'save_config', 'arms', 'arm_name', 'arm_matches',
            'arm_sizes', 'label_needs', 'data_file', 'load_human', 'control_rows', 'split_for', 'make_llms', 'pool_seed',
            'control_pool', 'flip_labels', 'shortfall', 'more_calls', 'llm_pool', 'backend_pools', 'arm_training_set',
-           'training_settings', 'source_digest', 'predict_test', 'comparator_probs', 'flat_scores', 'comparator_scores',
-           'run_arm', 'run_seed', 'family_gains', 'failed_arms', 'scored_rows', 'arm_gains', 'Experiment',
-           'run_experiment', 'save_results', 'Sweep', 'grid_parts', 'load_sweep', 'expand', 'experiments_dir',
-           'notebook_path', 'cell_fingerprint', 'stale_reason', 'crash_note', 'environ', 'cpu_budget',
-           'honour_cpu_budget', 'known_parameters', 'run_cell', 'arm_failures', 'run_local', 'cache_entries',
-           'add_cache_entries', 'read_tree', 'write_tree', 'cell_inputs', 'place_cell', 'put_back', 'run_on_node',
-           'driver_share', 'write_back', 'run_ray', 'collect_results', 'inherited_parameters', 'note_inherited',
-           'run_sweep']
+           'training_settings', 'source_digest', 'cached_probs', 'predict_test', 'comparator_probs', 'flat_scores',
+           'comparator_scores', 'run_arm', 'run_seed', 'family_gains', 'failed_arms', 'scored_rows', 'arm_gains',
+           'Experiment', 'run_experiment', 'save_results', 'Sweep', 'grid_parts', 'load_sweep', 'expand',
+           'experiments_dir', 'notebook_path', 'cell_fingerprint', 'stale_reason', 'crash_note', 'environ',
+           'cpu_budget', 'honour_cpu_budget', 'known_parameters', 'run_cell', 'arm_failures', 'run_local',
+           'cache_entries', 'add_cache_entries', 'read_tree', 'write_tree', 'cell_inputs', 'place_cell', 'put_back',
+           'run_on_node', 'driver_share', 'write_back', 'run_ray', 'collect_results', 'inherited_parameters',
+           'note_inherited', 'run_sweep']
 
 # %% ../nbs/07_experiment.ipynb #2140e28d
 STEPS = ('data', 'generate', 'judge', 'mix', 'train', 'evaluate', 'run')
@@ -335,19 +335,30 @@ def source_digest(names:tuple|None=None, # module names of the package, e.g. ('t
     files = sorted(folder.glob('*.py')) if names is None else [folder/f'{n}.py' for n in names]
     return _digest(*[(f.name, f.read_text()) for f in files])
 
+def cached_probs(cfg:ExperimentConfig, # the run's config: where the prediction cache is
+                 name:str, # the cache file's name: a digest of everything the probabilities depend on
+                 fit_predict, # () -> test probabilities: the work a cached file saves
+                ) -> tuple[np.ndarray, float]:
+    "Test probabilities and the seconds they took, from the prediction cache or from `fit_predict` (then cached whole)."
+    path = Path(cfg.prediction_cache or Path(cfg.out_dir)/'predictions')/f'{name}.json'
+    if path.exists(): cached = json.loads(path.read_text()); return np.array(cached['probs']), cached['seconds']
+    start = time.perf_counter()
+    probs = fit_predict()
+    seconds = time.perf_counter() - start
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix('.part') # a run killed while writing leaves no half file under the real name
+    partial.write_text(json.dumps({'probs': probs.tolist(), 'seconds': seconds}))
+    partial.replace(path)
+    return probs, seconds
+
 def predict_test(cfg:ExperimentConfig, train:pd.DataFrame, splits, seed:int) -> tuple[np.ndarray, float]:
     "Test probabilities of a classifier trained on `train` (cached on disk) and its training seconds."
     test_texts = splits.test['text'].tolist()
     key = _digest(__version__, source_digest(('train',)), training_settings(cfg), seed, _rows(train), _rows(splits.valid),
                   test_texts)
-    path = Path(cfg.prediction_cache or Path(cfg.out_dir)/'predictions')/f'{key}.json'
-    if path.exists(): cached = json.loads(path.read_text()); return np.array(cached['probs']), cached['seconds']
-    start = time.perf_counter()
-    clf = train_classifier(train, splits.valid, seed=seed, progress=False, **training_settings(cfg))
-    probs, seconds = clf.predict_proba(test_texts), time.perf_counter() - start
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({'probs': probs.tolist(), 'seconds': seconds}))
-    return probs, seconds
+    train_predict = lambda: train_classifier(train, splits.valid, seed=seed, progress=False,
+                                             **training_settings(cfg)).predict_proba(test_texts)
+    return cached_probs(cfg, key, train_predict)
 
 # %% ../nbs/07_experiment.ipynb #38571a7e
 def comparator_probs(cfg:ExperimentConfig, # the run's config: where the prediction cache is
@@ -359,13 +370,7 @@ def comparator_probs(cfg:ExperimentConfig, # the run's config: where the predict
     "Test probabilities of comparator `name` fitted on `human_rows` (cached on disk beside the classifiers' predictions)."
     test_texts = splits.test['text'].tolist()
     key = _digest(__version__, source_digest(('train',)), name, seed, _rows(human_rows), test_texts)
-    path = Path(cfg.prediction_cache or Path(cfg.out_dir)/'predictions')/f'{name}-{key}.json'
-    if path.exists(): return np.array(json.loads(path.read_text())['probs'])
-    start = time.perf_counter()
-    probs = COMPARATORS[name](human_rows, seed).predict_proba(test_texts)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({'probs': probs.tolist(), 'seconds': time.perf_counter() - start}))
-    return probs
+    return cached_probs(cfg, f'{name}-{key}', lambda: COMPARATORS[name](human_rows, seed).predict_proba(test_texts))[0]
 
 # %% ../nbs/07_experiment.ipynb #8a6bf2c3
 def flat_scores(y_true, y_prob, n_boot:int=1000, seed:int=0, prefix:str='') -> dict:

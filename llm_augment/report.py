@@ -14,12 +14,12 @@ from .evaluate import human_equivalence
 # %% auto #0
 __all__ = ['AXES', 'HUMAN_ONLY', 'CONTROL_NAMES', 'FUNNEL_STAGES', 'MODELS', 'ROLES', 'FAMILIES', 'CHART_COLUMNS', 'MUST',
            'LLM_USAGE', 'PRICE_PER_RESPONSE', 'WORTH_COLUMNS', 'STUDY_CELLS', 'REPORT_CELLS', 'blank', 'varies',
-           'arm_labels', 'chart_axes', 'series_names', 'funnel_chart', 'auc_long', 'comparator_rules', 'auc_chart',
-           'gain_frame', 'gain_chart', 'side_of_zero', 'control_table', 'llm_sentences', 'control_sentences',
-           'failure_sentence', 'noise_sentence', 'headline', 'arm_table', 'cost_table', 'design_note', 'learning_curve',
-           'curve_chart', 'worth_text', 'worth_table', 'oracle_check', 'reading_caveat', 'baseline_caveat',
-           'study_answer', 'study_row', 'is_study', 'save_chart', 'read_tables', 'save_charts', 'report_notebook',
-           'write_report', 'publish']
+           'arm_labels', 'chart_axes', 'series_names', 'funnel_chart', 'auc_long', 'comparator_names',
+           'comparator_rules', 'auc_chart', 'gain_frame', 'gain_chart', 'side_of_zero', 'control_table',
+           'llm_sentences', 'control_sentences', 'comparator_sentences', 'failure_sentence', 'noise_sentence',
+           'headline', 'arm_table', 'cost_table', 'design_note', 'learning_curve', 'curve_chart', 'worth_text',
+           'worth_table', 'oracle_check', 'reading_caveat', 'baseline_caveat', 'study_answer', 'study_row', 'is_study',
+           'save_chart', 'read_tables', 'save_charts', 'report_notebook', 'write_report', 'publish']
 
 # %% ../nbs/08_report.ipynb #488f2f2f
 AXES = ['backend', 'temperature', 'consistency_filter', 'n_synthetic', 'synthetic_share'] # as `experiment` writes them
@@ -88,12 +88,16 @@ def auc_long(results:pd.DataFrame, # one row per arm and seed
     return pd.concat([frame(MODELS[0], ''), base], ignore_index=True)
 
 # %% ../nbs/08_report.ipynb #c4fa89c4
+def comparator_names(results:pd.DataFrame) -> list[str]: # one row per arm and seed
+    "The reference models scored beside the encoder on each arm's human rows: each adds a `<name>_auc` column."
+    return [c[:-4] for c in results if c.endswith('_auc') and c != 'baseline_auc']
+
 def comparator_rules(results:pd.DataFrame, # one row per arm and seed; a comparator adds a `<name>_auc` column
                      x:str, # the chart's x column
                      metric:str='auc', # the chart's metric: comparators are scored on AUC only
                     ) -> list:
     "Layers for `auc_chart`: each comparator's human-only AUC as a grey line, labelled with its name; [] without any."
-    names = [c[:-4] for c in results if c.endswith('_auc') and c != 'baseline_auc'] if metric == 'auc' else []
+    names = comparator_names(results) if metric == 'auc' else []
     if not names: return []
     refs = pd.concat([pd.DataFrame(dict(comparator=n, x=results[x], value=results[f'{n}_auc'])) for n in names]).dropna()
     refs = refs.groupby(['comparator', 'x'], as_index=False, sort=False)['value'].mean()
@@ -224,6 +228,24 @@ def control_sentences(gains:pd.DataFrame) -> list[str]: # one row per arm that a
                    "this design cannot detect an effect of this size on this data.")
     return out
 
+# %% ../nbs/08_report.ipynb #c0a9e2b2
+def comparator_sentences(results:pd.DataFrame) -> list[str]: # one row per arm and seed
+    "Per human size: the encoder's and each comparator's mean test AUC on the human rows alone, beside the best LLM arm's."
+    names, out = comparator_names(results), []
+    if not names: return out
+    for n_human, rows in results.dropna(subset=['baseline_auc']).groupby('n_human_rows'):
+        alone = rows.groupby('seed')[['baseline_auc', *[f'{n}_auc' for n in names]]].mean().mean() # one value a seed
+        models = ', '.join([f"the encoder {alone['baseline_auc']:.3f}", *[f"{n} {alone[f'{n}_auc']:.3f}" for n in names]])
+        said = f"On the same {n_human} human rows alone, mean test AUC over {rows['seed'].nunique()} seeds: {models}"
+        llm = rows[blank(rows['control']).eq('') & rows['backend'].ne(HUMAN_ONLY)]
+        if llm.empty: out.append(f'{said}.'); continue
+        best = llm.assign(label=arm_labels(llm)).groupby('label')['auc'].mean().sort_values().tail(1)
+        ahead = [n for n in names if alone[f'{n}_auc'] >= best.iloc[0]]
+        verdict = (f"{' and '.join(ahead)} without any LLM {'does' if len(ahead) == 1 else 'do'} at least as well"
+                   if ahead else 'above every comparator')
+        out.append(f"{said}; the best LLM arm, {best.index[0]}, {best.iloc[0]:.3f}: {verdict} (means, not paired).")
+    return out
+
 # %% ../nbs/08_report.ipynb #f1135c14
 def failure_sentence(framed:pd.DataFrame) -> list[str]: # from `gain_frame`
     "The arms that could not be compared, each with its reason."
@@ -241,9 +263,9 @@ def noise_sentence(framed:pd.DataFrame, results:pd.DataFrame) -> str:
 
 def headline(gains:pd.DataFrame, # one row per arm that adds rows, from `experiment`
              results:pd.DataFrame) -> str: # one row per arm and seed, from `experiment`
-    "A few sentences from the numbers: primary arm, LLM arms clear of zero, the controls, failures, the noise."
+    "A few sentences from the numbers: primary arm, LLM arms clear of zero, the controls, the comparators, failures, the noise."
     framed = gain_frame(gains)
-    sentences = llm_sentences(framed) + control_sentences(gains) + failure_sentence(framed)
+    sentences = llm_sentences(framed) + control_sentences(gains) + comparator_sentences(results) + failure_sentence(framed)
     return ' '.join(sentences + [noise_sentence(framed, results)])
 
 # %% ../nbs/08_report.ipynb #5d8fa30c
@@ -278,7 +300,7 @@ def design_note(gains:pd.DataFrame, # one row per arm that adds rows
 def learning_curve(results:pd.DataFrame, # one row per arm and seed (and cell, in a sweep)
                   ) -> pd.DataFrame:
     "Human-only test AUC and its bounds per model (`encoder` and each comparator), human training size and seed."
-    columns = {'encoder': 'baseline_auc', **{c[:-4]: c for c in results if c.endswith('_auc') and c != 'baseline_auc'}}
+    columns = {'encoder': 'baseline_auc', **{name: f'{name}_auc' for name in comparator_names(results)}}
     rows, key = results.dropna(subset=['baseline_auc']), ['n_human_rows', 'seed']
     curve = pd.concat([rows[key].assign(model=model, auc=rows[c], lo=rows[f'{c}_lo'], hi=rows[f'{c}_hi'])
                        for model, c in columns.items()], ignore_index=True)

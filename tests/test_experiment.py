@@ -135,8 +135,10 @@ def test_demo_end_to_end(env):
     results = pd.read_parquet(demo/'results.parquet')
     assert set(results['notebook']) == {'size'} and set(results['seed']) == {0, 1, 2}
     scored = results.dropna(subset=['auc'])  # an LLM arm may fail on what the embedded model wrote
-    assert len(scored) and (scored['min_steps'] == 100).all() and scored['tfidf_auc'].between(0, 1).all()  # as studies train, beside TF-IDF
+    assert len(scored) and (scored['min_steps'] == 100).all() and scored['tfidf_auc'].between(0, 1).all()  # as studies train
+    assert scored['setfit_auc'].between(0, 1).all()  # beside TF-IDF and SetFit
     gains = pd.read_parquet(demo/'gains.parquet')
     assert {'oracle', 'label_noise', 'local'} <= set(gains['backend']) and 'human' not in set(gains['backend'])
     assert (demo/'charts'/'auc.png').stat().st_size > 5_000 and (demo/'report.ipynb').exists()
     assert 'oracle' in out.stdout and 'results:' in out.stdout
+    assert 'On the same 50 human rows alone, mean test AUC over 3 seeds: the encoder' in out.stdout  # the comparators' sentence
