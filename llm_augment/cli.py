@@ -133,8 +133,8 @@ def write_rows(rows:pd.DataFrame, path) -> Path:
     return path
 
 def read_rows(path) -> pd.DataFrame:
-    "Schema rows written by `write_rows`: numeric columns as numbers, texts and items exactly as written."
-    from llm_augment.data import read_table, to_schema
+    "Schema rows written by `write_rows`: numeric columns as numbers; texts, items and text provenance exactly as written."
+    from llm_augment.data import read_table, to_schema, PROVENANCE_DTYPES
     path = Path(path)
     as_text = read_table(path)  # checks the file; every column as text, so `n/a` stays a response
     if not {'text', 'label'} <= set(as_text.columns):
@@ -142,6 +142,8 @@ def read_rows(path) -> pd.DataFrame:
     rows = pd.read_parquet(path) if path.suffix == '.parquet' else pd.read_csv(path)
     rows['text'], rows['item'] = as_text['text'], as_text.get('item', '')
     if 'person' in as_text: rows['person'] = as_text['person'] # ids as written ('007'); an empty column stays ''
+    for col in [c for c, dtype in PROVENANCE_DTYPES.items() if dtype == 'object' and c in as_text]:
+        rows[col] = as_text[col].where(rows[col].notna()) # one judge vote '1' stays text; missing stays missing
     return to_schema(rows)
 
 # %% ../nbs/09_cli.ipynb #7480ae0a
