@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['DEFAULTS', 'OPTIONAL', 'SCHEMA', 'PRICES', 'RETRY_STATUS', 'RETRYABLE', 'REPACK_ENV', 'DEFAULT_OPENAI_MODEL',
-           'DURATION_UNITS', 'ANSWER_OVERHEAD', 'USAGE_KEYS', 'OVERLOAD_STATUS', 'BATCH_ENDPOINT', 'BATCH_DONE',
-           'SERVER_MAIN', 'Completion', 'as_request', 'sample_seed', 'cache_key', 'default_cache_dir',
+           'DURATION_UNITS', 'RESERVE', 'ANSWER_OVERHEAD', 'USAGE_KEYS', 'OVERLOAD_STATUS', 'BATCH_ENDPOINT',
+           'BATCH_DONE', 'SERVER_MAIN', 'Completion', 'as_request', 'sample_seed', 'cache_key', 'default_cache_dir',
            'open_shared_sqlite', 'Cache', 'model_price', 'approx_tokens', 'MalformedResponse', 'to_completion',
            'retry_after', 'retry_delay', 'run_sync', 'smollm2_path', 'default_encoder', 'cpu_flags', 'weight_repacking',
            'guard_repacking', 'llama_threads', 'load_local', 'local_complete', 'api_key', 'openai_options', 'chat_body',
@@ -339,43 +339,60 @@ def rate_limits(headers, # response headers (a dict with lower-case names, or ht
     return limits
 
 # %% ../nbs/02_llm.ipynb #55daae75
+RESERVE = 0.1 # the share of the server's bucket left unspent: for requests on their way that its headers cannot count yet, and rounding
+
 class RateBucket:
-    "A token bucket of `capacity` units per `period` seconds, corrected by the server's `x-ratelimit-*` headers."
+    "A mirror of the server's token bucket: `capacity` units per `period` seconds, `depth` at most at once, set by its `x-ratelimit-*` headers."
     def __init__(self, capacity:float|None=None, # units per period; None: unknown until the server says
-                 period:float=60.0): # seconds in which the bucket refills from empty
-        self.capacity, self.period, self.level = capacity, period, capacity
-        self.stamp, self.reset_at, self.refilled = time.monotonic(), math.inf, -math.inf
+                 period:float=60.0): # seconds the capacity is stated for (a minute, like OpenAI's limits)
+        self.capacity, self.period, self.depth, self.level = capacity, period, capacity, capacity
+        self.stamp, self.reset_at, self.refilled, self.heard = time.monotonic(), math.inf, -math.inf, -math.inf
+        self.ours, self.reserve, self.taken = True, 0.0, 0.0 # the server counts in our units; units kept back; taken in all
+        self.sends, self.unheard = deque(), 0.0 # (when, units) taken since the request the server spoke of last; their sum
 
     def _refill(self, now:float):
-        self.level = min(self.capacity, self.level + (now - self.stamp)*self.capacity/self.period)
-        if now >= self.reset_at: self.level, self.reset_at, self.refilled = self.capacity, math.inf, now
+        self.level = min(self.depth, self.level + (now - self.stamp)*self.capacity/self.period)
+        if now >= self.reset_at: self.level, self.reset_at, self.refilled = max(self.level, self.depth - self.unheard), math.inf, now
         self.stamp = now
 
-    def take(self, n:float, # units wanted (at most the capacity is asked for)
+    def wait(self, n:float, # units wanted (at most the depth is asked for)
              now:float|None=None, # `time.monotonic()`, for tests
             ) -> float:
-        "Seconds to wait before `n` units are there; 0 when they are, and then they are taken."
+        "Seconds until `n` units are there with the reserve left over; 0 when they are."
         if self.capacity is None: return 0.0
         now = time.monotonic() if now is None else now
         self._refill(now)
-        n = min(n, self.capacity)
-        if self.level >= n:
-            self.level -= n
-            return 0.0
-        return max(1e-3, min((n - self.level)*self.period/self.capacity, self.reset_at - now))
+        need = min(n + self.reserve, self.depth)
+        if self.level >= need: return 0.0
+        return max(1e-3, min((need - self.level)*self.period/self.capacity, self.reset_at - now))
 
-    def observe(self, limit:int, # the server's limit
+    def take(self, n:float, # units wanted (at most the depth is asked for)
+             now:float|None=None, # `time.monotonic()`, for tests
+            ) -> float:
+        "Seconds to wait before `n` units are there (see `wait`); 0 when they are, and then they are taken."
+        now = time.monotonic() if now is None else now
+        if (wait := self.wait(n, now)) > 0: return wait
+        if self.depth is not None: self.level -= min(n, self.depth)
+        self.taken += n; self.unheard += n; self.sends.append((now, n))
+        while self.sends[0][0] < now - self.period: self.unheard -= self.sends.popleft()[1] # long refilled
+        return 0.0
+
+    def observe(self, limit:int, # the server's limit (per minute)
                 remaining:int, # what it says is left
                 reset:float|None, # seconds until it is full again
                 sent:float, # when the answered request was sent (`time.monotonic()`)
                 now:float|None=None): # `time.monotonic()`, for tests
-        "Take the server's word for the level, unless the request was sent before our last refill."
+        "Take the server's word for the level, less what was sent since; a word older than one heard already, or than our last refill, is ignored."
         now = time.monotonic() if now is None else now
-        if sent < self.refilled: return
-        if self.capacity is None: self.level, self.stamp = remaining, now
-        self.capacity = limit
-        self._refill(now)
-        self.level = min(self.level, remaining)
+        if sent < max(self.heard, self.refilled) or limit <= 0: return
+        self.heard, self.capacity, share = sent, limit, min(1.0, max(0.0, remaining/limit))
+        while self.sends and self.sends[0][0] <= sent: self.unheard -= self.sends.popleft()[1]
+        self.ours = self.ours and limit - remaining <= self.taken # more spent than we ever sent: its units are not ours
+        if self.ours: self.depth = limit
+        elif reset and share < 1: self.depth = min(limit, limit/self.period*reset/(1 - share))
+        self.depth = self.depth or limit
+        self.level = min(self.depth, share*self.depth + (now - sent)*limit/self.period) - self.unheard
+        self.stamp, self.reserve = now, RESERVE*self.depth
         if reset is not None: self.reset_at = now + reset
 
 # %% ../nbs/02_llm.ipynb #7eed3f01
@@ -578,11 +595,10 @@ def failure_report(self:LLM) -> str|None:
 # %% ../nbs/02_llm.ipynb #8a3b24d4
 @patch
 async def _ready(self:LLM, request:dict):
-    "Take this request's share of the rate buckets, then wait out the shared cool-down."
-    tokens = approx_tokens(request['messages']) + request['max_tokens']
-    for bucket, n in ((self._rate['requests'], 1), (self._rate['tokens'], tokens)):
-        while (wait := bucket.take(n)) > 0: await asyncio.sleep(wait)
-    while (wait := self._cool_until - time.monotonic()) > 0: await asyncio.sleep(wait)
+    "Wait until the shared cool-down is over and both rate buckets have room for this request, then take its share of each."
+    shares = ((self._rate['requests'], 1), (self._rate['tokens'], approx_tokens(request['messages']) + request['max_tokens']))
+    while (wait := max(self._cool_until - time.monotonic(), *(bucket.wait(n) for bucket, n in shares))) > 0: await asyncio.sleep(wait)
+    for bucket, n in shares: bucket.take(n)
 
 @patch
 def allowed_rate(self:LLM, request:dict) -> float|None:

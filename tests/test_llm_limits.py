@@ -234,3 +234,49 @@ def test_a_known_rate_sizes_the_limit_by_littles_law(tmp_path, key):
     blind = LLM('openai', model='fake', base_url=server.url, api_key_env=KEY_ENV, cache_dir=tmp_path/'blind', timeout=5)
     assert [r.error for r in blind.batch(calls(40, 'blind'), progress=False)] == [None]*40
     assert blind._limit.rate is None and blind._limit.limit <= 10 # from 2, one more per round of answers: at most 10 after 40
+
+
+class TokenBucket(FakeServer):
+    """OpenAI's per-minute limit enforced as a token bucket that holds only `window` seconds of it (a quantised limit):
+    `rpm` requests a minute, refilled continuously, at most rpm*window/60 at once. Like the bench's fake provider, its
+    headers give what is left as a share of the per-minute limit and the time until the bucket is full; 429 +
+    `retry-after-ms` past it."""
+    def __init__(self, rpm=3000, window=0.4, latency=0.1, sigma=0.5, seed=0):
+        super().__init__()
+        self.rpm, self.depth, self.latency, self.sigma, self.rng = rpm, rpm*window/60, latency, sigma, random.Random(seed)
+        self.level, self.stamp, self.served = self.depth, time.monotonic(), 0
+
+    def answer(self, handler, prompt, arrived):
+        with self.lock:
+            self.level, self.stamp = min(self.depth, self.level + (arrived - self.stamp)*self.rpm/60), arrived
+            admitted = self.level >= 1
+            if admitted: self.level -= 1
+            headers = [('x-ratelimit-limit-requests', str(self.rpm)),
+                       ('x-ratelimit-remaining-requests', str(int(self.level/self.depth*self.rpm))),
+                       ('x-ratelimit-reset-requests', f'{int((self.depth - self.level)*60/self.rpm*1000)}ms')]
+            pause = self.latency*math.exp(self.rng.gauss(0, self.sigma))
+        if not admitted:
+            wait = (1 - self.level)*60/self.rpm
+            return handler.reply(429, b'{"error": {"message": "rate limit"}}', headers + [('retry-after-ms', str(max(1, int(wait*1000))))])
+        time.sleep(pause)
+        with self.lock: self.served += 1
+        handler.reply(200, completion(prompt), headers)
+
+
+def test_a_quantised_bucket_is_paced_by_its_headers_not_hit(tmp_path, key):
+    """3000 RPM held as 0.4 s of it (20 requests at once), what is left given as a share of the per-minute limit (one
+    request is 150 of its units): the client reads the bucket's depth from the headers and sends at the rate it refills.
+    The old client read `remaining` as requests, so its in-flight limit alone paced it, and it hit the bucket 8 to 35
+    times in each of six runs of these calls. Now: at most 3 429s (none in six runs), and at least 80% of what the
+    bucket granted over the run is used (a throughput floor counted in requests, not timed)."""
+    server = TokenBucket(rpm=3000, window=0.4, latency=0.1)
+    llm = LLM('openai', model='fake', base_url=server.url, api_key_env=KEY_ENV, cache_dir=tmp_path, timeout=5, backoff=0.1, rpm=3000)
+    n = 200
+    results = llm.batch(calls(n, 'bucket'), progress=False)
+    assert [r.error for r in results] == [None]*n and server.served == n
+    granted = server.depth + (max(server.arrivals) - min(server.arrivals))*server.rpm/60 # what the bucket let through in the run
+    print(f'\n{n} calls at 50/s, 20 at once: {server.statuses[429]} 429s, served {server.served} of {granted:.0f} the bucket granted, limit {llm._limit}')
+    assert server.statuses[429] <= 3 and llm.usage['rate_limited'] == server.statuses[429]
+    assert server.served >= 0.8*granted
+    bucket = llm._rate['requests']
+    assert not bucket.ours and abs(bucket.depth - server.depth) < 2 # its units are not ours, and the depth is read right
