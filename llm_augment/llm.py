@@ -494,7 +494,7 @@ class LLM:
                  budget_usd:float|None=None, # refuse requests (error 'budget') that could take the cost past this
                  prices:dict|None=None, # {model: (usd_per_1M_prompt, usd_per_1M_completion)}, added to `PRICES`
                  backoff:float=0.5, # first retry wait in seconds, doubled each attempt, with jitter
-                 rpm:int|None=None, # requests per minute at most (the server's headers may lower it)
+                 rpm:int|None=None, # requests per minute at most, whatever the server's headers allow
                  tpm:int|None=None, # tokens per minute at most, counting each request as its prompt plus `max_tokens`
                  batch_api:bool=False, # 'openai': send `batch`'s uncached requests through the Batch API (half price, within 24 h)
                  batch_poll:float=30, # seconds between looks at a Batch API job
@@ -511,7 +511,9 @@ class LLM:
         self.cache, self.failures, self._reserved, self._prompt_ratio = Cache(cache_dir), [], 0.0, None
         self._usage = dict.fromkeys(USAGE_KEYS, 0)
         self._limit = AdaptiveLimit(self.concurrency, start=8 if base_url is None else 2, timeout=timeout)
-        self._rate, self._cool_until = dict(requests=RateBucket(rpm), tokens=RateBucket(tpm)), 0.0
+        self._rate = dict(requests=RateBucket(), tokens=RateBucket()) # the server's buckets, as its headers say
+        self._own = dict(requests=RateBucket(rpm), tokens=RateBucket(tpm)) # the user's limits: no header raises them
+        self._cool_until = 0.0
         self.batch_api, self.batch_poll, self.batch_retries = batch_api and backend == 'openai', batch_poll, batch_retries
 
     def __repr__(self):
@@ -594,18 +596,22 @@ def failure_report(self:LLM) -> str|None:
 
 # %% ../nbs/02_llm.ipynb #8a3b24d4
 @patch
+def _shares(self:LLM, request:dict) -> list:
+    "(bucket, units) for each rate bucket `request` draws on, the server's and the user's: one request, and its prompt plus `max_tokens` tokens."
+    units = dict(requests=1, tokens=approx_tokens(request['messages']) + request['max_tokens'])
+    return [(bucket, units[kind]) for buckets in (self._rate, self._own) for kind, bucket in buckets.items()]
+
+@patch
 async def _ready(self:LLM, request:dict):
-    "Wait until the shared cool-down is over and both rate buckets have room for this request, then take its share of each."
-    shares = ((self._rate['requests'], 1), (self._rate['tokens'], approx_tokens(request['messages']) + request['max_tokens']))
+    "Wait until the shared cool-down is over and every rate bucket has room for this request, then take its share of each."
+    shares = self._shares(request)
     while (wait := max(self._cool_until - time.monotonic(), *(bucket.wait(n) for bucket, n in shares))) > 0: await asyncio.sleep(wait)
     for bucket, n in shares: bucket.take(n)
 
 @patch
 def allowed_rate(self:LLM, request:dict) -> float|None:
-    "Requests per second the rate buckets allow for requests like `request` (the tighter of RPM and TPM); None when neither is known."
-    tokens = approx_tokens(request['messages']) + request['max_tokens']
-    rates = [b.capacity/b.period/n for b, n in ((self._rate['requests'], 1), (self._rate['tokens'], tokens)) if b.capacity]
-    return min(rates, default=None)
+    "Requests per second the rate buckets allow for requests like `request` (the tightest of them); None when none is known."
+    return min([b.capacity/b.period/n for b, n in self._shares(request) if b.capacity], default=None)
 
 @patch
 def _observe(self:LLM, headers, sent:float, err:Exception|None=None):

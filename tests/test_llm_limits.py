@@ -159,7 +159,7 @@ def test_user_rpm_paces_a_server_without_headers(tmp_path, key):
     "A user's `rpm` is a bucket of its own: a full bucket at once, then one each period/rpm."
     server = OneSlot(service=0.01, fault_rate=0.0)
     llm = LLM('openai', model='fake', base_url=server.url, api_key_env=KEY_ENV, cache_dir=tmp_path, timeout=5, rpm=3)
-    llm._rate['requests'].period = 1.5 # 3 per 1.5 s, so the test is short: 3 at once, then one each 0.5 s
+    llm._own['requests'].period = 1.5 # 3 per 1.5 s, so the test is short: 3 at once, then one each 0.5 s
     results = llm.batch(calls(6, 'rpm'), progress=False)
     assert [r.error for r in results] == [None]*6
     t = sorted(server.arrivals)
