@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 
 from llm_augment.llm import LLM, BatchLedger, as_request, batch_digest
+from loopback import JsonHandler, serving
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -73,16 +74,7 @@ class FakeOpenAI(http.server.ThreadingHTTPServer):
     def handle_error(self, request, client_address): pass # a killed client closed its end: expected here
 
 
-class FakeHandler(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *args): pass
-
-    def reply(self, status, obj):
-        body = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header('content-type', 'application/json'); self.send_header('content-length', str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
+class FakeHandler(JsonHandler):
     def do_POST(self):
         f, raw = self.server, self.rfile.read(int(self.headers['content-length']))
         with f.lock:
@@ -122,10 +114,7 @@ class FakeHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope='module')
 def fake_server():
-    fake = FakeOpenAI()
-    threading.Thread(target=fake.serve_forever, daemon=True).start()
-    yield fake
-    fake.shutdown()
+    yield from serving(FakeOpenAI())
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from llm_augment.llm import LLM, Cache, Completion, LocalServer, free_port, smollm2_path
+from loopback import JsonHandler, serving
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -40,15 +41,7 @@ class FaultProxy(http.server.ThreadingHTTPServer):
     def handle_error(self, request, client_address): pass # a client that timed out closed its end: expected here
 
 
-class FaultHandler(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *args): pass
-
-    def reply(self, status, body, headers=()):
-        self.send_response(status)
-        for k, v in (('content-type', 'application/json'), ('content-length', str(len(body))), *headers): self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(body)
-
+class FaultHandler(JsonHandler):
     def do_POST(self):
         p = self.server
         body = self.rfile.read(int(self.headers['content-length']))
@@ -74,10 +67,7 @@ class FaultHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope='session')
 def proxy_server(server):
-    proxy = FaultProxy(server)
-    threading.Thread(target=proxy.serve_forever, daemon=True).start()
-    yield proxy
-    proxy.shutdown()
+    yield from serving(FaultProxy(server))
 
 
 @pytest.fixture

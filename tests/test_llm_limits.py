@@ -7,6 +7,7 @@ from collections import Counter
 import httpx, openai, pytest
 
 from llm_augment.llm import LLM, AdaptiveLimit, Completion, as_request, little_limit, overloaded
+from loopback import JsonHandler
 
 pytestmark = pytest.mark.timeout(120)
 KEY_ENV = 'LLM_AUGMENT_LIMITS_TEST_KEY'
@@ -36,14 +37,9 @@ def completion(prompt):
                        'usage': {'prompt_tokens': 10, 'completion_tokens': 3, 'total_tokens': 13}}).encode()
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *args): pass
-
+class Handler(JsonHandler):
     def reply(self, status, body, headers=()):
-        self.send_response(status)
-        for k, v in (('content-type', 'application/json'), ('content-length', str(len(body))), *headers): self.send_header(k, v)
-        self.end_headers()
-        self.wfile.write(body)
+        super().reply(status, body, headers)
         with self.server.lock: self.server.statuses[status] += 1
 
     def do_POST(self):
