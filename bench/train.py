@@ -21,7 +21,8 @@ epoch. Every side on the CPU, fp32, THREADS torch threads. What differs is the l
            (`train_sampling_strategy='group_by_length'`, transformers 5's spelling of `group_by_length=True`; it groups the
            evaluation batches too), `eval_strategy`/`save_strategy`
            'epoch' with `load_best_model_at_end` on a `compute_metrics` AUC, `save_only_model`, `report_to='none'`,
-           `use_cpu=True`, eval batches of 64; inference with `Trainer.predict`;
+           `use_cpu=True`, eval batches of 64; inference with `Trainer.predict` (whose outputs come in the length
+           sampler's order, so its AUC pairs them with the `label_ids` it returns);
 - ours:    `train_classifier` (token ids cached, length-bucketed label-balanced batches, dynamic padding, fused AdamW)
            and `Classifier.predict_proba` (length-sorted batches of 64);
 - tfidf:   `tfidf_baseline` (TF-IDF word 1-2 grams + logistic regression) on the same training rows (not the valid ones);
@@ -148,8 +149,8 @@ def run_trainer(train, valid, test, seed, max_length):
         assert torch.get_num_threads() == THREADS, torch.get_num_threads()
         test_rows = dataset(test)
         start = time.perf_counter()
-        probs = positive(trainer.predict(test_rows).predictions)
-        return probs, clock.seconds, time.perf_counter() - start
+        out = trainer.predict(test_rows)  # in the length-grouped sampler's order, not the rows' order: score with its label_ids
+        return positive(out.predictions), clock.seconds, time.perf_counter() - start, out.label_ids
 
 
 def run_tfidf(train, valid, test, seed, max_length):
@@ -174,12 +175,13 @@ def worker(side, dataset, seed, *sizes):
     from sklearn.metrics import roc_auc_score
     train, valid, test = rows(dataset, *sizes)
     before, start = rss_mb(), time.perf_counter()
-    probs, train_seconds, infer_seconds = globals()[f'run_{side}'](train, valid, test, seed, MAX_LENGTH[dataset])
+    probs, train_seconds, infer_seconds, *labels = globals()[f'run_{side}'](train, valid, test, seed, MAX_LENGTH[dataset])
     fit_seconds = time.perf_counter() - start - infer_seconds
+    labels = labels[0] if labels else test.label.to_numpy(int)
     passes = EPOCHS if side in ENCODERS else 1
     print(json.dumps(dict(dataset=dataset, side=side, seed=seed, train_per_s=len(train) * passes / train_seconds,
                           train_seconds=train_seconds, fit_seconds=fit_seconds, infer_per_s=len(test) / infer_seconds,
-                          peak_rss_mb=rss_mb(), rss_growth_mb=rss_mb() - before, auc=roc_auc_score(test.label, probs))))
+                          peak_rss_mb=rss_mb(), rss_growth_mb=rss_mb() - before, auc=roc_auc_score(labels, probs))))
 
 
 def describe(dataset, sizes) -> str:
