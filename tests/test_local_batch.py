@@ -1,0 +1,58 @@
+"""The local backend's batched decoding (`LocalBatcher`, issue 14): seeded answers that do not depend on the requests
+they share a step with, `max_tokens` honoured per request, distinct samples, the schema still enforced."""
+import json
+
+import pytest
+
+from llm_augment.llm import LLM, as_request, completion_args, load_local, local_batcher, smollm2_path
+
+pytestmark = pytest.mark.timeout(300)
+
+ASKS = [dict(messages=f'Write one sentence about {thing}.', temperature=1.0, max_tokens=n, seed=3, sample=i)
+        for i, (thing, n) in enumerate([('rain', 6), ('bread', 16), ('trains', 2), ('a garden', 16), ('the sea', 9)])]
+
+
+def test_seeded_whatever_shares_the_batch(tmp_path):
+    "Two fresh caches, the requests in opposite orders and through different numbers of slots: the same texts."
+    one = LLM(cache_dir=tmp_path/'a').batch(ASKS, progress=False)
+    other = LLM(cache_dir=tmp_path/'b', concurrency=2).batch(ASKS[::-1], progress=False)[::-1]
+    assert [c.text for c in one] == [c.text for c in other]
+    assert all(c.error is None and not c.cached and c.attempts == 1 for c in one + other)
+    assert [c.text for c in LLM(cache_dir=tmp_path/'a').batch(ASKS, progress=False)] == [c.text for c in one] # cached per sample
+    assert len(LLM(cache_dir=tmp_path/'a').cache) == len(ASKS)
+
+
+def test_max_tokens_per_request(tmp_path):
+    "Each answer within its own max_tokens; 'length' exactly when cut there, with the prompt counted."
+    answers = LLM(cache_dir=tmp_path).batch(ASKS, progress=False)
+    for ask, c in zip(ASKS, answers):
+        assert 0 < c.completion_tokens <= ask['max_tokens'] and c.prompt_tokens > 10
+        assert c.finish_reason in ('stop', 'length')
+        assert c.truncated == (c.finish_reason == 'length')
+        if c.truncated: assert c.completion_tokens == ask['max_tokens']
+    assert answers[2].truncated # two tokens cannot hold a sentence
+
+
+def test_prompt_tokens_are_the_chat_template():
+    "The batched prompt is the one create_chat_completion tokenises: its count is what the serial path reports."
+    llama = load_local(str(smollm2_path()))
+    request = as_request(ASKS[0])
+    assert local_batcher(str(smollm2_path()), 2).submit(request).result().prompt_tokens == len(completion_args(llama, request)['prompt'])
+
+
+def test_samples_differ(tmp_path):
+    "At temperature 1.0 the samples of one prompt are (generally) different answers; a greedy batch is one answer."
+    sampled = LLM(cache_dir=tmp_path/'t1').chat('Name an animal.', n=6, temperature=1.0, max_tokens=8)
+    assert len({c.text for c in sampled}) > 1
+    greedy = LLM(cache_dir=tmp_path/'t0').chat('Name an animal.', n=4, temperature=0.0, max_tokens=8)
+    assert len({c.text for c in greedy}) == 1
+
+
+def test_schema_in_the_batch(tmp_path):
+    "A response_format schema becomes each sequence's grammar: every answer of a batch has the shape."
+    fmt = {'type': 'json_object', 'schema': {'type': 'object', 'properties': {
+        'score': {'type': 'integer', 'enum': [0, 1]}, 'why': {'type': 'string', 'maxLength': 30}}, 'required': ['score', 'why']}}
+    answers = LLM(cache_dir=tmp_path).chat('Is the sky green?', n=3, temperature=1.0, max_tokens=60, response_format=fmt)
+    for a in answers:
+        verdict = json.loads(a.text, strict=False)
+        assert list(verdict) == ['score', 'why'] and verdict['score'] in (0, 1) and len(verdict['why']) <= 30
