@@ -72,13 +72,13 @@ def main():
           f'create_completion on one prompt, EOS barred; llama.cpp perf counters: {own:.1f} tokens/s decode')
     start = time.perf_counter()
     serial = [local_complete(llama, r) for r in requests]
-    line, today = row("today: serial local_complete", serial, time.perf_counter() - start, 'one create_chat_completion at a time (what LLM(\'local\') did)')
+    line, today = row("today: serial local_complete", serial, time.perf_counter() - start, 'one create_chat_completion at a time (what LLM(\'local\') does by default)')
     print(line)
     with tempfile.TemporaryDirectory() as cache_dir:
         llm = LLM('local', cache_dir=cache_dir, concurrency=args.slots)
         start = time.perf_counter()
         batched = llm.batch(requests, progress=False)
-        line, new = row(f"new: LLM('local').batch, {args.slots} slots", batched, time.perf_counter() - start,
+        line, new = row(f"LLM('local', concurrency={args.slots}).batch", batched, time.perf_counter() - start,
                         f"fresh cache; {llm.usage['failed']} failed; same texts as serial: {sum(a.text == b.text for a, b in zip(serial, batched))}/{len(requests)}")
         print(line)
         again = LLM('local', cache_dir=Path(cache_dir)/'rerun', concurrency=args.slots).batch(requests[::-1], progress=False)[::-1]

@@ -337,7 +337,7 @@ class LocalSequence:
     text: bytes = b'' # their text
 
 # %% ../nbs/02_llm.ipynb #0258754c
-LOCAL_SLOTS = 8 # sequences `LLM('local')` decodes together by default (its `concurrency`)
+LOCAL_SLOTS = 8 # sequences a `LocalBatcher` decodes together unless told (`LLM('local', concurrency=8)` asks for one)
 
 class LocalBatcher:
     "Decodes chat requests together in one llama.cpp context, each a sequence with its own seeded sampler, on a thread of its own."
@@ -659,7 +659,7 @@ class LLM:
                  base_url:str|None=None, # OpenAI-compatible endpoint, e.g. 'http://127.0.0.1:8000/v1' (vLLM, Ollama, llama.cpp, Azure)
                  api_key_env:str='OPENAI_API_KEY', # name of the env var holding the key; the key itself is never stored
                  cache_dir:str|Path|None=None, # default: env LLM_AUGMENT_CACHE_DIR or the user cache folder
-                 concurrency:int|None=None, # most requests in flight: default 32 for 'openai' (reached as the server allows); 'local': sequences decoded together, default `LOCAL_SLOTS`
+                 concurrency:int|None=None, # most requests in flight: default 32 for 'openai' (reached as the server allows); 'local': 1 (one at a time), or sequences decoded together
                  max_attempts:int=6, # upstream attempts per request before it is reported as failed
                  timeout:float=60, # seconds per attempt ('openai')
                  budget_usd:float|None=None, # refuse requests (error 'budget') that could take the cost past this
@@ -674,7 +674,7 @@ class LLM:
         self.backend, self.base_url, self.api_key_env = backend, base_url.rstrip('/') if base_url else None, api_key_env
         self.model_path = str(model or smollm2_path()) if backend == 'local' else None
         self.model = Path(self.model_path).stem if backend == 'local' else (model or DEFAULT_OPENAI_MODEL)
-        self.concurrency = concurrency or (LOCAL_SLOTS if backend == 'local' else 32)
+        self.concurrency = concurrency or (1 if backend == 'local' else 32)
         self.max_attempts, self.timeout, self.budget_usd, self.backoff = max_attempts, timeout, budget_usd, backoff
         self.price = (0.0, 0.0) if backend == 'local' else model_price(self.model, {**PRICES, **(prices or {})})
         if budget_usd is not None and self.price is None:
@@ -848,7 +848,12 @@ async def _one(self:LLM, call, request:dict, key:str) -> Completion:
 @asynccontextmanager
 async def _caller(self:LLM):
     "An async function `request -> (Completion, headers)` for this backend, valid inside the `async with`."
-    if self.backend == 'local':
+    if self.backend == 'local' and self.concurrency == 1: # one at a time: each call reuses the prompt prefix it shares with the last
+        llama = load_local(self.model_path)
+        async def call(request): return await asyncio.to_thread(local_complete, llama, request), {}
+        yield call
+        return
+    if self.backend == 'local': # several decoded together: a busy machine's choice (see `LocalBatcher`)
         batcher = local_batcher(self.model_path, self.concurrency)
         async def call(request): return await asyncio.wrap_future(batcher.submit(request)), {}
         yield call

@@ -4,9 +4,11 @@ import json
 
 import pytest
 
-from llm_augment.llm import LLM, as_request, completion_args, load_local, local_batcher, smollm2_path
+from llm_augment.llm import LLM, LOCAL_SLOTS, as_request, completion_args, load_local, local_batcher, smollm2_path
 
 pytestmark = pytest.mark.timeout(300)
+
+def batched(path, slots=LOCAL_SLOTS): return LLM(cache_dir=path, concurrency=slots) # LLM('local') with a LocalBatcher
 
 ASKS = [dict(messages=f'Write one sentence about {thing}.', temperature=1.0, max_tokens=n, seed=3, sample=i)
         for i, (thing, n) in enumerate([('rain', 6), ('bread', 16), ('trains', 2), ('a garden', 16), ('the sea', 9)])]
@@ -14,8 +16,8 @@ ASKS = [dict(messages=f'Write one sentence about {thing}.', temperature=1.0, max
 
 def test_seeded_whatever_shares_the_batch(tmp_path):
     "Two fresh caches, the requests in opposite orders and through different numbers of slots: the same texts."
-    one = LLM(cache_dir=tmp_path/'a').batch(ASKS, progress=False)
-    other = LLM(cache_dir=tmp_path/'b', concurrency=2).batch(ASKS[::-1], progress=False)[::-1]
+    one = batched(tmp_path/'a').batch(ASKS, progress=False)
+    other = batched(tmp_path/'b', 2).batch(ASKS[::-1], progress=False)[::-1]
     assert [c.text for c in one] == [c.text for c in other]
     assert all(c.error is None and not c.cached and c.attempts == 1 for c in one + other)
     assert [c.text for c in LLM(cache_dir=tmp_path/'a').batch(ASKS, progress=False)] == [c.text for c in one] # cached per sample
@@ -24,7 +26,7 @@ def test_seeded_whatever_shares_the_batch(tmp_path):
 
 def test_max_tokens_per_request(tmp_path):
     "Each answer within its own max_tokens; 'length' exactly when cut there, with the prompt counted."
-    answers = LLM(cache_dir=tmp_path).batch(ASKS, progress=False)
+    answers = batched(tmp_path).batch(ASKS, progress=False)
     for ask, c in zip(ASKS, answers):
         assert 0 < c.completion_tokens <= ask['max_tokens'] and c.prompt_tokens > 10
         assert c.finish_reason in ('stop', 'length')
@@ -42,9 +44,9 @@ def test_prompt_tokens_are_the_chat_template():
 
 def test_samples_differ(tmp_path):
     "At temperature 1.0 the samples of one prompt are (generally) different answers; a greedy batch is one answer."
-    sampled = LLM(cache_dir=tmp_path/'t1').chat('Name an animal.', n=6, temperature=1.0, max_tokens=8)
+    sampled = batched(tmp_path/'t1').chat('Name an animal.', n=6, temperature=1.0, max_tokens=8)
     assert len({c.text for c in sampled}) > 1
-    greedy = LLM(cache_dir=tmp_path/'t0').chat('Name an animal.', n=4, temperature=0.0, max_tokens=8)
+    greedy = batched(tmp_path/'t0').chat('Name an animal.', n=4, temperature=0.0, max_tokens=8)
     assert len({c.text for c in greedy}) == 1
 
 
@@ -52,7 +54,16 @@ def test_schema_in_the_batch(tmp_path):
     "A response_format schema becomes each sequence's grammar: every answer of a batch has the shape."
     fmt = {'type': 'json_object', 'schema': {'type': 'object', 'properties': {
         'score': {'type': 'integer', 'enum': [0, 1]}, 'why': {'type': 'string', 'maxLength': 30}}, 'required': ['score', 'why']}}
-    answers = LLM(cache_dir=tmp_path).chat('Is the sky green?', n=3, temperature=1.0, max_tokens=60, response_format=fmt)
+    answers = batched(tmp_path).chat('Is the sky green?', n=3, temperature=1.0, max_tokens=60, response_format=fmt)
     for a in answers:
         verdict = json.loads(a.text, strict=False)
         assert list(verdict) == ['score', 'why'] and verdict['score'] in (0, 1) and len(verdict['why']) <= 30
+
+
+def test_one_at_a_time_by_default(tmp_path):
+    "LLM('local') decodes one request at a time unless asked for more: no LocalBatcher is made for it."
+    local_batcher.cache_clear()
+    answers = LLM(cache_dir=tmp_path).batch(ASKS[:2], progress=False)
+    assert all(c.error is None for c in answers) and local_batcher.cache_info().currsize == 0
+    batched(tmp_path/'b', 2).batch(ASKS[:2], progress=False)
+    assert local_batcher.cache_info().currsize == 1
