@@ -234,13 +234,14 @@ def comparator_sentences(results:pd.DataFrame) -> list[str]: # one row per arm a
     names, out = comparator_names(results), []
     if not names: return out
     for n_human, rows in results.dropna(subset=['baseline_auc']).groupby('n_human_rows'):
-        alone = rows.groupby('seed')[['baseline_auc', *[f'{n}_auc' for n in names]]].mean().mean() # one value a seed
-        models = ', '.join([f"the encoder {alone['baseline_auc']:.3f}", *[f"{n} {alone[f'{n}_auc']:.3f}" for n in names]])
+        here = [n for n in names if rows[f'{n}_auc'].notna().any()] # a sweep's cells may run different comparators
+        alone = rows.groupby('seed')[['baseline_auc', *[f'{n}_auc' for n in here]]].mean().mean() # one value a seed
+        models = ', '.join([f"the encoder {alone['baseline_auc']:.3f}", *[f"{n} {alone[f'{n}_auc']:.3f}" for n in here]])
         said = f"On the same {n_human} human rows alone, mean test AUC over {rows['seed'].nunique()} seeds: {models}"
         llm = rows[blank(rows['control']).eq('') & rows['backend'].ne(HUMAN_ONLY)]
         if llm.empty: out.append(f'{said}.'); continue
         best = llm.assign(label=arm_labels(llm)).groupby('label')['auc'].mean().sort_values().tail(1)
-        ahead = [n for n in names if alone[f'{n}_auc'] >= best.iloc[0]]
+        ahead = [n for n in here if alone[f'{n}_auc'] >= best.iloc[0]]
         verdict = (f"{' and '.join(ahead)} without any LLM {'does' if len(ahead) == 1 else 'do'} at least as well"
                    if ahead else 'above every comparator')
         out.append(f"{said}; the best LLM arm, {best.index[0]}, {best.iloc[0]:.3f}: {verdict} (means, not paired).")
