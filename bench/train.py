@@ -68,7 +68,7 @@ def run_ours(train, valid, test, seed, max_length):
     from llm_augment.train import train_classifier
     clf = train_classifier(train, valid, epochs=EPOCHS, patience=EPOCHS, learning_rate=LEARNING_RATE, max_length=max_length,
                            batch_size=BATCH, min_steps=0, warmup_share=WARMUP, seed=seed, threads=THREADS, progress=False,
-                           device='cpu')
+                           device='cpu', precision='fp32')  # the Trainer's precision on a CPU; bench/precision.py compares bf16
     assert clf.history.passes.eq(1).all()  # one pass an epoch: the same optimizer steps as the other sides
     start = time.perf_counter()
     probs = clf.predict_proba(test.text)

@@ -21,7 +21,7 @@ from .llm import LLM
 from .generate import generate
 from .filter import judge
 from .mix import mix, mix_sizes, label_order, select_synthetic
-from .train import train_classifier, tfidf_baseline, setfit_baseline
+from .train import train_classifier, tfidf_baseline, setfit_baseline, pick_device, pick_precision, PRECISIONS
 
 # %% auto #0
 __all__ = ['STEPS', 'LLM_BACKENDS', 'CONTROLS', 'COMPARATORS', 'FIELDS', 'AXES', 'HUMAN_ONLY', 'GAIN_COLUMNS', 'THREAD_VARIABLES',
@@ -96,6 +96,7 @@ class ExperimentConfig:
     max_length: int = knob(128, 'train')  # maximum tokens per text
     patience: int = knob(2, 'train')  # epochs without validation AUC gain before stopping
     min_steps: int = knob(100, 'train')  # fewest optimizer steps: a small training set makes several passes an epoch
+    precision: str = knob('', 'train')  # 'bf16' or 'fp32' ('': bf16 where the hardware computes it natively; results record which)
     seeds: list[int] = knob([0], 'evaluate')  # seeds: split, pool (unless generation_seed), mix and training
     n_boot: int = knob(1000, 'evaluate')  # bootstrap resamples for intervals
     comparators: list[str] = knob([], 'evaluate')  # reference models trained on each arm's human rows: 'tfidf', 'setfit'
@@ -106,8 +107,8 @@ class ExperimentConfig:
 # %% ../nbs/07_experiment.ipynb #d61bcc64
 LLM_BACKENDS = ('local', 'openai') # generators that are LLMs
 CONTROLS = {'oracle': 'positive', 'label_noise': 'negative'} # control backends and the effect they must show
-COMPARATORS = {'tfidf': lambda rows, seed: tfidf_baseline(rows), # reference models: name -> fit(training rows, seed),
-               'setfit': setfit_baseline}                        # with .predict_proba(texts)
+COMPARATORS = {'tfidf': lambda rows, seed, precision: tfidf_baseline(rows), # reference models: name -> fit(training rows,
+               'setfit': lambda rows, seed, precision: setfit_baseline(rows, seed, precision=precision)} # seed, precision)
 FIELDS = {f.name: f for f in fields(ExperimentConfig)}
 AXES = [name for name, f in FIELDS.items() if f.metadata['axis']]
 
@@ -130,6 +131,8 @@ def check_config(cfg:ExperimentConfig, source:str='config') -> ExperimentConfig:
         raise DataError(f"{source}: synthetic_share and n_synthetic both size the synthetic rows: keep one")
     if cfg.total is not None and not shares:
         raise DataError(f"{source}: total sizes a synthetic_share mix: add synthetic_share, or drop total")
+    if cfg.precision not in ('', *PRECISIONS):
+        raise DataError(f"{source}: precision {cfg.precision!r} unknown: use {' or '.join(PRECISIONS)}, or leave it out for what the hardware computes natively")
     if unknown := sorted(set(cfg.comparators) - set(COMPARATORS)):
         raise DataError(f"{source}: comparators {unknown} unknown: use {', '.join(COMPARATORS)}")
     if unknown := sorted(set(_listify(cfg.backend)) - {*LLM_BACKENDS, *CONTROLS}):
@@ -318,8 +321,9 @@ def arm_training_set(cfg:ExperimentConfig, arm:dict, splits, pool:pd.DataFrame, 
 
 # %% ../nbs/07_experiment.ipynb #c0463e48
 def training_settings(cfg:ExperimentConfig) -> dict:
-    "The `train_classifier` keyword arguments of `cfg`."
-    return {k: getattr(cfg, k) for k in config_fields('train')} | {'encoder': cfg.encoder or None}
+    "The `train_classifier` keyword arguments of `cfg`, with the precision this machine trains in."
+    return ({k: getattr(cfg, k) for k in config_fields('train')} |
+            {'encoder': cfg.encoder or None, 'precision': pick_precision(pick_device(), cfg.precision or None)})
 
 def _digest(*parts) -> str:
     h = hashlib.sha256()
@@ -369,8 +373,10 @@ def comparator_probs(cfg:ExperimentConfig, # the run's config: where the predict
                     ) -> np.ndarray:
     "Test probabilities of comparator `name` fitted on `human_rows` (cached on disk beside the classifiers' predictions)."
     test_texts = splits.test['text'].tolist()
-    key = _digest(__version__, source_digest(('train',)), name, seed, _rows(human_rows), test_texts)
-    return cached_probs(cfg, f'{name}-{key}', lambda: COMPARATORS[name](human_rows, seed).predict_proba(test_texts))[0]
+    precision = training_settings(cfg)['precision'] # the encoders' precision, for SetFit's sentence-transformer too
+    key = _digest(__version__, source_digest(('train',)), name, seed, precision, _rows(human_rows), test_texts)
+    fit_predict = lambda: COMPARATORS[name](human_rows, seed, precision).predict_proba(test_texts)
+    return cached_probs(cfg, f'{name}-{key}', fit_predict)[0]
 
 # %% ../nbs/07_experiment.ipynb #8a6bf2c3
 def flat_scores(y_true, y_prob, n_boot:int=1000, seed:int=0, prefix:str='') -> dict:
@@ -490,7 +496,7 @@ def run_experiment(cfg:ExperimentConfig, progress:bool=True) -> Experiment:
     results = pd.concat([r for r, _ in parts], ignore_index=True)
     predictions = pd.concat([p for _, p in parts], ignore_index=True)
     settings = {k: json.dumps(v) if isinstance(v, (list, dict)) else v
-                for k, v in asdict(cfg).items() if k not in AXES + ['seeds']}
+                for k, v in asdict(cfg).items() if k not in AXES + ['seeds']} | {'precision': training_settings(cfg)['precision']}
     scores = [f'{p}{m}{s}' for p in ('', 'baseline_') for m in METRICS for s in ('', '_lo', '_hi')]
     results = results.reindex(columns=[*results.columns, *(c for c in scores if c not in results)]) # an arm may fail everywhere
     results = results.assign(**settings, **_llm_usage(llms), package_version=__version__)

@@ -549,6 +549,12 @@ def write_report(folder, # a run or sweep folder with results.parquet and gains.
     return folder/'report.ipynb'
 
 # %% ../nbs/08_report.ipynb #841f5879
+def _clean_as_nbdev(notebooks:list):
+    "Clean `notebooks` as `nbdev_clean` does with the settings of the repository around the working directory."
+    try: from nbdev.clean import nbdev_clean
+    except ImportError: return # a plain install publishes the executed copies as they are
+    for path in notebooks: nbdev_clean(fname=str(path))
+
 def publish(folder, # a sweep folder with `*/notebook.ipynb` and `report.ipynb`
             docs_dir) -> list: # a folder of `nbs/`, e.g. `nbs/demo`
     "Copy a sweep's executed notebooks, report and tables into `docs_dir`, not to re-execute; its path shown as its name."
@@ -564,10 +570,10 @@ def publish(folder, # a sweep folder with `*/notebook.ipynb` and `report.ipynb`
         nb.cells.insert(0, nbformat.v4.new_raw_cell('---\nskip_exec: true\n---'))
         nb.metadata.pop('papermill', None) # papermill's record names the machine's paths
         nbformat.write(nb, docs_dir/name); copies.append(docs_dir/name)
+    _clean_as_nbdev(copies)
     for table in (n for n in ('results', 'gains') if (folder/f'{n}.parquet').exists()): # for a summary across sweeps
         frame = pd.read_parquet(folder/f'{table}.parquet')
         here = str(folder.resolve())
         frame = frame.apply(lambda c: c.map(lambda v: v.replace(here, folder.name) if isinstance(v, str) else v))
         frame.to_parquet(docs_dir/f'{table}.parquet', index=False)
     return copies
-

@@ -22,9 +22,10 @@ from .llm import default_encoder
 from .mix import largest_draw, mix
 
 # %% auto #0
-__all__ = ['CONFIG_FILE', 'pick_device', 'load_encoder', 'seed_everything', 'spread_labels', 'length_batches', 'pad_batch',
-           'class_scores', 'Classifier', 'check_rows', 'BestEpoch', 'epoch_passes', 'fine_tune', 'train_classifier',
-           'train_incremental', 'TfidfBaseline', 'tfidf_baseline', 'SetFitBaseline', 'setfit_baseline']
+__all__ = ['PRECISIONS', 'CONFIG_FILE', 'pick_device', 'native_bf16', 'pick_precision', 'load_encoder', 'seed_everything',
+           'spread_labels', 'length_batches', 'pad_batch', 'class_scores', 'Classifier', 'check_rows', 'BestEpoch',
+           'epoch_passes', 'fine_tune', 'train_classifier', 'train_incremental', 'TfidfBaseline', 'tfidf_baseline',
+           'SetFitBaseline', 'setfit_baseline']
 
 # %% ../nbs/06_train.ipynb #4c514edd
 def pick_device() -> torch.device:
@@ -33,9 +34,25 @@ def pick_device() -> torch.device:
     if torch.backends.mps.is_available(): return torch.device('mps')
     return torch.device('cpu')
 
-def _autocast(device:torch.device):
-    "bf16 autocast on a GPU, a no-op elsewhere."
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == 'cuda')
+PRECISIONS = ('bf16', 'fp32') # autocast to bfloat16, or float32 throughout
+
+def native_bf16(device:torch.device) -> bool:
+    "Whether `device` computes bfloat16 natively: a GPU, or a CPU with AVX512-BF16 or AMX (not emulated)."
+    if device.type != 'cpu': return device.type == 'cuda'
+    native = [getattr(torch.cpu, f'_is_{unit}_supported', lambda: False) for unit in ('avx512_bf16', 'amx_tile')]
+    return any(check() for check in native)
+
+def pick_precision(device:torch.device, # where the model runs
+                   precision:str|None=None, # 'bf16' or 'fp32'; None: bf16 where `native_bf16(device)`
+                  ) -> str:
+    "The precision to train and predict in on `device`, checked."
+    if precision is None: return 'bf16' if native_bf16(device) else 'fp32'
+    if precision not in PRECISIONS: raise DataError(f"precision {precision!r} unknown: use one of {', '.join(PRECISIONS)}, or leave it out")
+    return precision
+
+def _autocast(device:torch.device, precision:str):
+    "bf16 autocast for `precision='bf16'`, a no-op for 'fp32'."
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == 'bf16')
 
 @contextmanager
 def _quiet():
@@ -125,6 +142,7 @@ class Classifier:
         self.model, self.tokenizer, self.config = model, tokenizer, config
         self.history = pd.DataFrame() if history is None else history
         self.device = torch.device(device) if device else pick_device()
+        self.precision = pick_precision(self.device, config.get('precision'))
         self.model.to(self.device)
         self._ids = {}
 
@@ -144,7 +162,7 @@ class Classifier:
         ids = self.encode(texts)
         order, probs = np.argsort([len(i) for i in ids], kind='stable'), np.empty((len(ids), self.model.config.num_labels))
         self.model.eval()
-        with torch.inference_mode(), _autocast(self.device):
+        with torch.inference_mode(), _autocast(self.device, self.precision):
             for start in range(0, len(ids), batch_size):
                 rows = order[start:start + batch_size]
                 logits = self.model(**self.batch([ids[i] for i in rows])).logits
@@ -195,7 +213,7 @@ def _epoch(clf:Classifier, ids:list, labels:torch.Tensor, batches:list, opt, sch
     "One pass over `batches` with gradient accumulation; the mean training loss."
     clf.model.train(); losses = []
     for i, rows in enumerate(batches):
-        with _autocast(clf.device): loss = clf.model(**clf.batch([ids[j] for j in rows]), labels=labels[rows].to(clf.device)).loss
+        with _autocast(clf.device, clf.precision): loss = clf.model(**clf.batch([ids[j] for j in rows]), labels=labels[rows].to(clf.device)).loss
         (loss / grad_accum).backward(); losses.append(loss.item())
         if (i + 1) % grad_accum == 0 or i + 1 == len(batches):
             torch.nn.utils.clip_grad_norm_(clf.model.parameters(), 1.0)
@@ -281,11 +299,14 @@ def train_classifier(train:pd.DataFrame, # training rows (text, label), e.g. fro
                      progress:bool=True, # show a progress bar with loss and validation AUC
                      threads:int|None=None, # torch CPU threads; None keeps torch's setting
                      device:str|None=None, # 'cuda', 'mps' or 'cpu'; None picks the fastest
+                     precision:str|None=None, # 'bf16' or 'fp32'; None: bf16 where the device computes it natively
                     ) -> Classifier:
     "Fine-tune an encoder on `train` (codes 0 .. K-1), choosing the epoch by validation AUC (macro one-vs-rest for K > 2)."
     fit = dict(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, patience=patience, min_steps=min_steps,
                warmup_share=warmup_share, grad_accum=grad_accum, seed=seed, bucketed=bucketed)
+    device = torch.device(device) if device else pick_device()
     config = dict(encoder=encoder or default_encoder(), max_length=max_length, fit=fit, threads=seed_everything(seed, threads),
+                  precision=pick_precision(device, precision),
                   n_train=len(train), n_valid=len(valid), num_labels=check_rows(train, 'train'), torch=torch.__version__)
     tokenizer, model = load_encoder(config['encoder'], seed, config['num_labels'])
     return fine_tune(Classifier(model, tokenizer, config, device=device), train, valid, progress=progress, **fit)
@@ -340,10 +361,11 @@ def tfidf_baseline(train:pd.DataFrame, # training rows (text, label)
 # %% ../nbs/06_train.ipynb #e9a3c08e
 class SetFitBaseline:
     "A fitted SetFit model (sentence-transformer body + logistic regression head) with `predict_proba(texts)` like `TfidfBaseline`."
-    def __init__(self, model): self.model = model
+    def __init__(self, model, precision:str): self.model, self.precision = model, precision
     def predict_proba(self, texts) -> np.ndarray:
         "P(label = 1) for two codes, else the (n, K) matrix (the head's columns are the codes 0 .. K-1 in order)."
-        return class_scores(np.asarray(self.model.predict_proba(list(texts), as_numpy=True), dtype=float))
+        with _autocast(self.model.device, self.precision): probs = self.model.predict_proba(list(texts), as_numpy=True)
+        return class_scores(np.asarray(probs, dtype=float))
 
 def setfit_baseline(train:pd.DataFrame, # training rows (text, label)
                     seed:int=0, # seeds the pair sampling, the body's training and the head
@@ -351,6 +373,7 @@ def setfit_baseline(train:pd.DataFrame, # training rows (text, label)
                     num_iterations:int=5, # positive and negative pairs drawn per training row
                     batch_size:int=16, # pairs per step of the contrastive training
                     max_length:int=128, # maximum tokens per text
+                    precision:str|None=None, # 'bf16' or 'fp32'; None: bf16 where the device computes it natively
                    ) -> SetFitBaseline:
     "SetFit fitted on `train`: one epoch of contrastive pairs on the sentence-transformer, then a logistic regression head."
     import logging, tempfile, warnings
@@ -358,7 +381,8 @@ def setfit_baseline(train:pd.DataFrame, # training rows (text, label)
     from setfit import SetFitModel, Trainer, TrainingArguments
     from transformers.trainer_callback import PrinterCallback
     check_rows(train, 'train')
-    encoder = encoder or default_encoder()
+    encoder, device = encoder or default_encoder(), pick_device()
+    precision = pick_precision(device, precision)
     seed_everything(seed); disable_progress_bars()
     rows = Dataset.from_dict({'text': list(train['text']), 'label': [int(l) for l in train['label']]})
     loggers = {name: logging.getLogger(name) for name in ('setfit', 'sentence_transformers')}
@@ -367,14 +391,14 @@ def setfit_baseline(train:pd.DataFrame, # training rows (text, label)
         for log in loggers.values(): log.setLevel(logging.ERROR) # "no model_head.pkl": expected, the head is new
         with _quiet(), warnings.catch_warnings(), tempfile.TemporaryDirectory(prefix='llm_augment-setfit-') as scratch:
             warnings.simplefilter('ignore') # setfit's deprecation notes, the deterministic-kernel warnings
-            model = SetFitModel.from_pretrained(encoder, local_files_only=Path(encoder).exists(), device=str(pick_device()),
+            model = SetFitModel.from_pretrained(encoder, local_files_only=Path(encoder).exists(), device=str(device),
                                                 head_params=dict(max_iter=1000))
             args = TrainingArguments(output_dir=scratch, batch_size=batch_size, num_epochs=1, num_iterations=num_iterations,
                                      max_length=max_length, seed=seed, report_to='none', save_strategy='no',
                                      show_progress_bar=False, logging_strategy='no', logging_first_step=False)
             trainer = Trainer(model=model, args=args, train_dataset=rows)
             trainer.st_trainer.remove_callback(PrinterCallback) # it prints the losses
-            trainer.train()
+            with _autocast(device, precision): trainer.train()
     finally:
         for name, log in loggers.items(): log.setLevel(levels[name])
-    return SetFitBaseline(model)
+    return SetFitBaseline(model, precision)
