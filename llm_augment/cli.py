@@ -375,7 +375,7 @@ def check_llama(model:str|None=None) -> dict: # a .gguf file (default: the embed
                 f"{speed:.0f} tokens/s, weight repacking {'on' if weight_repacking() else 'off'}")
 
 def check_encoder(encoder:str|None=None) -> dict: # encoder path or hub name (default: the embedded MiniLM-L6)
-    "Fine-tune the encoder for one epoch on 8 bundled rows and predict: versions and examples/s."
+    "Fine-tune the encoder for one epoch on 8 bundled rows and predict: versions, the precision it trains in, examples/s."
     import time, torch, transformers
     from llm_augment.data import load_responses, example_data_path
     from llm_augment.train import train_classifier
@@ -384,7 +384,7 @@ def check_encoder(encoder:str|None=None) -> dict: # encoder path or hub name (de
     clf = train_classifier(rows, rows, encoder=encoder, epochs=1, batch_size=4, max_length=32, min_steps=0, progress=False)
     clf.predict_proba(rows['text'].tolist())
     return dict(version=f'torch {torch.__version__}, transformers {transformers.__version__}',
-                detail=f'{encoder or "MiniLM-L6"}, {2 * len(rows) / (time.perf_counter() - start):.1f} examples/s')
+                detail=f'{encoder or "MiniLM-L6"} in {clf.precision}, {2 * len(rows) / (time.perf_counter() - start):.1f} examples/s')
 
 def check_kernel(kernel:str='python3') -> dict: # the Jupyter kernel sweeps run in
     "Run a one-cell notebook that imports llm_augment with papermill in `kernel`."
