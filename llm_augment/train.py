@@ -142,7 +142,8 @@ class Classifier:
         self.model, self.tokenizer, self.config = model, tokenizer, config
         self.history = pd.DataFrame() if history is None else history
         self.device = torch.device(device) if device else pick_device()
-        self.precision = pick_precision(self.device, config.get('precision'))
+        trained_then = 'bf16' if self.device.type == 'cuda' else 'fp32' # a model saved before its precision was recorded
+        self.precision = pick_precision(self.device, config.get('precision', trained_then))
         self.model.to(self.device)
         self._ids = {}
 
