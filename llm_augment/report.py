@@ -32,7 +32,7 @@ def blank(column:pd.Series) -> pd.Series: # a text column that may hold missing 
 
 def varies(table:pd.DataFrame, # results or gains rows
            column:str) -> bool: # a column name
-    "True when `column` is in `table` and holds more than one value (missing counts as a value)."
+    "True when `column` is in `table` and holds more than one value (not counting missing ones)."
     return column in table and table[column].astype(str).nunique() > 1
 
 def arm_labels(table:pd.DataFrame, # results or gains rows
@@ -40,7 +40,8 @@ def arm_labels(table:pd.DataFrame, # results or gains rows
     "Short arm names: the cell (when several) and the axis values that vary in `table`."
     keys = [c for c in ['cell', *AXES] if c not in drop and varies(table, c)] or ['backend']
     if table.empty: return pd.Series(dtype=str, name='label') # e.g. a cell whose only arm is human-only
-    name = lambda row: ', '.join(f'{k}={v}' for k, v in row.items() if pd.notna(v) and v != '')
+    shown = lambda k, v: int(v) if k == 'n_synthetic' else v # a row count: 100, not 100.0, where the column holds gaps
+    name = lambda row: ', '.join(f'{k}={shown(k, v)}' for k, v in row.items() if pd.notna(v) and v != '')
     return table[keys].apply(name, axis=1).rename('label')
 
 # %% ../nbs/08_report.ipynb #11758ed7
@@ -237,7 +238,7 @@ def comparator_sentences(results:pd.DataFrame) -> list[str]: # one row per arm a
         here = [n for n in names if rows[f'{n}_auc'].notna().any()] # a sweep's cells may run different comparators
         alone = rows.groupby('seed')[['baseline_auc', *[f'{n}_auc' for n in here]]].mean().mean() # one value a seed
         models = ', '.join([f"the encoder {alone['baseline_auc']:.3f}", *[f"{n} {alone[f'{n}_auc']:.3f}" for n in here]])
-        said = f"On the same {n_human} human rows alone, mean test AUC over {rows['seed'].nunique()} seeds: {models}"
+        said = f"On the same {n_human:g} human rows alone, mean test AUC over {rows['seed'].nunique()} seeds: {models}"
         llm = rows[blank(rows['control']).eq('') & rows['backend'].ne(HUMAN_ONLY)]
         if llm.empty: out.append(f'{said}.'); continue
         best = llm.assign(label=arm_labels(llm)).groupby('label')['auc'].mean().sort_values().tail(1)
