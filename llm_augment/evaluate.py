@@ -438,16 +438,17 @@ def human_equivalence(curve:pd.DataFrame, # human-only runs: columns n_human, se
                       n_boot:int=1000, # bootstrap resamples of the seeds
                       seed:int=0, # random seed of the resamples
                      ) -> dict:
-    "Human rows whose human-only AUC equals the arm's (`rows`), with a 95% interval over resampled seeds (`lo`, `hi`)."
+    "Human rows whose human-only AUC equals the arm's (`rows`), with a 95% interval over resampled seeds (`lo`, `hi`; NaN from one seed)."
     table = curve.pivot_table(index='seed', columns='n_human', values='auc', aggfunc='first').dropna(axis=1)
     seeds = table.index.intersection(arm_auc.index)
-    if len(seeds) < 2 or table.shape[1] < 2:
-        raise DataError(f"human-label equivalence needs a curve of 2+ sizes and 2+ seeds shared with the arm; "
+    if len(seeds) < 1 or table.shape[1] < 2:
+        raise DataError(f"human-label equivalence needs a curve of 2+ sizes and a seed shared with the arm; "
                         f"have sizes {list(table.columns)} and seeds {list(seeds)}")
     sizes, aucs, arm = table.columns.to_numpy(), table.loc[seeds].to_numpy(), arm_auc.loc[seeds].to_numpy()
     draws = np.random.default_rng(seed).integers(0, len(seeds), (n_boot, len(seeds)))
     read = [read_off(sizes, aucs[d].mean(0), arm[d].mean()) for d in draws]
-    lo, hi = np.quantile(read, [0.025, 0.975], method='inverted_cdf') # no interpolation: 0 and inf stay as they are
+    lo, hi = (np.quantile(read, [0.025, 0.975], method='inverted_cdf') # no interpolation: 0 and inf stay as they are
+              if len(seeds) > 1 else (np.nan, np.nan)) # one seed: a reading, but nothing to resample
     return dict(rows=read_off(sizes, aucs.mean(0), arm.mean()), lo=float(lo), hi=float(hi),
                 smallest=int(sizes[0]), largest=int(sizes[-1]), n_seeds=len(seeds))
 

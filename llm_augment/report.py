@@ -332,8 +332,9 @@ def curve_chart(results:pd.DataFrame, # one row per arm and seed, with human-onl
 PRICE_PER_RESPONSE = 0.50 # assumed USD per human-coded response: a coder at ~30 USD/hour, one response a minute
 
 def worth_text(worth) -> str: # a row with rows, lo, hi, smallest, largest
-    "'85 [60, 120] human rows', with '<25' or '>400' where the reading leaves the curve."
+    "'85 [60, 120] human rows', with '<25' or '>400' where the reading leaves the curve; 'no interval' from one seed."
     def one(n): return f"<{worth['smallest']}" if n == 0 else f">{worth['largest']}" if np.isinf(n) else f'{n:.0f}'
+    if np.isnan(worth['lo']): return f"{one(worth['rows'])} human rows (one seed: no interval)"
     return f"{one(worth['rows'])} [{one(worth['lo'])}, {one(worth['hi'])}] human rows"
 
 def _arm_rows(results:pd.DataFrame, gain:pd.Series) -> pd.DataFrame:
@@ -369,7 +370,7 @@ def worth_table(results:pd.DataFrame, # one row per arm and seed, with human-onl
 def oracle_check(worth:pd.DataFrame, # from `worth_table`
                 ) -> pd.DataFrame:
     "The oracle arms of `worth` with the real coded rows each trains on (`real_rows`) and whether its interval holds them."
-    oracle = worth[blank(worth['control']).eq('positive')]
+    oracle = worth[blank(worth['control']).eq('positive') & worth['lo'].notna()] # one seed, no interval: nothing to check
     real = (oracle['n_human'] + oracle['n_added']).astype(float)
     on_curve = real.where(real <= oracle['largest'], np.inf) # beyond the curve, '>largest' is the right reading
     return oracle.assign(real_rows=real.astype(int), holds=(oracle['lo'] <= on_curve) & (on_curve <= oracle['hi']))
