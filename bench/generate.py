@@ -1,5 +1,6 @@
 """The demo's generation pass on the local backend: today's serial `local_complete` against `LLM('local')`'s batched
-decoding (issue 14), same requests, fresh (no cache), one run; plus llama.cpp's own single-stream decode speed.
+decoding (issue 14), same requests, fresh (no cache), one run; plus llama.cpp's own single-stream decode speed and
+the batcher without prefix sharing (each slot computes its whole prompt).
 
     python bench/generate.py                 # a share of the demo's requests (--share), both sides
     python bench/generate.py --share 1.0     # all of them
@@ -15,7 +16,7 @@ from llm_augment.cli import DEMO_SWEEP
 from llm_augment.data import task_specs
 from llm_augment.experiment import _listify, config_from_dict, pool_seed, split_for
 from llm_augment.generate import LOCAL_PRESENCE_PENALTY, plan_requests
-from llm_augment.llm import LLM, LOCAL_SLOTS, as_request, llama_threads, load_local, local_complete, smollm2_path
+from llm_augment.llm import LLM, LOCAL_SLOTS, LocalBatcher, as_request, local_batcher, llama_threads, load_local, local_complete, smollm2_path
 
 
 def demo_requests(seed:int=0) -> list[dict]:
@@ -72,14 +73,23 @@ def main():
           f'create_completion on one prompt, EOS barred; llama.cpp perf counters: {own:.1f} tokens/s decode')
     start = time.perf_counter()
     serial = [local_complete(llama, r) for r in requests]
-    line, today = row("today: serial local_complete", serial, time.perf_counter() - start, 'one create_chat_completion at a time (what LLM(\'local\') does by default)')
+    line, today = row("today: serial local_complete", serial, time.perf_counter() - start, "one create_chat_completion at a time (LLM('local', concurrency=1))")
+    print(line)
+    computing = LocalBatcher(llama, args.slots, share_prefixes=False)
+    start = time.perf_counter()
+    unshared = [f.result() for f in [computing.submit(r) for r in requests]]
+    line, _ = row(f'batched, {args.slots} slots, no prefix sharing', unshared, time.perf_counter() - start,
+                  f'LocalBatcher(share_prefixes=False): prompt tokens {computing.fed} computed')
     print(line)
     with tempfile.TemporaryDirectory() as cache_dir:
         llm = LLM('local', cache_dir=cache_dir, concurrency=args.slots)
         start = time.perf_counter()
         batched = llm.batch(requests, progress=False)
-        line, new = row(f"LLM('local', concurrency={args.slots}).batch", batched, time.perf_counter() - start,
-                        f"fresh cache; {llm.usage['failed']} failed; same texts as serial: {sum(a.text == b.text for a, b in zip(serial, batched))}/{len(requests)}")
+        sharing = local_batcher(llm.model_path, args.slots)
+        line, new = row(f"new: LLM('local', concurrency={args.slots})", batched, time.perf_counter() - start,
+                        f"fresh cache; {llm.usage['failed']} failed; prompt tokens {sharing.fed} computed, {sharing.borrowed} copied; "
+                        f"same texts as serial: {sum(a.text == b.text for a, b in zip(serial, batched))}/{len(requests)}, "
+                        f"as without sharing: {sum(a.text == b.text for a, b in zip(unshared, batched))}/{len(requests)}")
         print(line)
         again = LLM('local', cache_dir=Path(cache_dir)/'rerun', concurrency=args.slots).batch(requests[::-1], progress=False)[::-1]
     same = sum(a.text == b.text for a, b in zip(batched, again))

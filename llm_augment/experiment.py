@@ -69,7 +69,7 @@ class ExperimentConfig:
     model: str = knob('', 'generate')  # generator model ('' is the backend's default)
     base_url: str = knob('', 'generate')  # OpenAI-compatible server URL ('' is api.openai.com)
     api_key_env: str = knob('OPENAI_API_KEY', 'generate')  # environment variable holding the API key
-    concurrency: int|None = knob(None, 'generate')  # most requests in flight to an 'openai' server (None: 32; the client starts low and adapts); 'local': sequences decoded together (None: 1)
+    concurrency: int|None = knob(None, 'generate')  # most requests in flight to an 'openai' server (None: 32; the client starts low and adapts); 'local': sequences decoded together (None: 8; 1 is one at a time)
     timeout: float = knob(60.0, 'generate')  # seconds per attempt at an 'openai' server
     rpm: int|None = knob(None, 'generate')  # requests per minute the account allows (None: as the server's rate-limit headers say)
     tpm: int|None = knob(None, 'generate')  # tokens per minute the account allows (None: as the server's rate-limit headers say)

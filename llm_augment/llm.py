@@ -4,15 +4,15 @@
 
 # %% auto #0
 __all__ = ['DEFAULTS', 'OPTIONAL', 'SCHEMA', 'PRICES', 'RETRY_STATUS', 'RETRYABLE', 'REPACK_ENV', 'UNBATCHED', 'LOCAL_SLOTS',
-           'DEFAULT_OPENAI_MODEL', 'DURATION_UNITS', 'RESERVE', 'ANSWER_OVERHEAD', 'USAGE_KEYS', 'OVERLOAD_STATUS',
-           'BATCH_ENDPOINT', 'BATCH_DONE', 'SERVER_MAIN', 'Completion', 'as_request', 'sample_seed', 'cache_key',
-           'default_cache_dir', 'open_shared_sqlite', 'Cache', 'model_price', 'approx_tokens', 'MalformedResponse',
-           'to_completion', 'retry_after', 'retry_delay', 'run_sync', 'smollm2_path', 'default_encoder', 'cpu_flags',
-           'weight_repacking', 'guard_repacking', 'llama_threads', 'load_local', 'chat_options', 'local_complete',
-           'completion_args', 'batchable', 'sequence_sampler', 'LocalSequence', 'LocalBatcher', 'local_batcher',
-           'api_key', 'openai_options', 'chat_body', 'openai_complete', 'parse_duration', 'rate_limits', 'RateBucket',
-           'little_limit', 'AdaptiveLimit', 'LLM', 'overloaded', 'batch_line', 'batch_results', 'batch_digest',
-           'BatchLedger', 'free_port', 'LocalServer']
+           'PROMPT_BLOCK', 'DEFAULT_OPENAI_MODEL', 'DURATION_UNITS', 'RESERVE', 'ANSWER_OVERHEAD', 'USAGE_KEYS',
+           'OVERLOAD_STATUS', 'BATCH_ENDPOINT', 'BATCH_DONE', 'SERVER_MAIN', 'Completion', 'as_request', 'sample_seed',
+           'cache_key', 'default_cache_dir', 'open_shared_sqlite', 'Cache', 'model_price', 'approx_tokens',
+           'MalformedResponse', 'to_completion', 'retry_after', 'retry_delay', 'run_sync', 'smollm2_path',
+           'default_encoder', 'cpu_flags', 'weight_repacking', 'guard_repacking', 'llama_threads', 'load_local',
+           'chat_options', 'local_complete', 'completion_args', 'batchable', 'sequence_sampler', 'LocalSequence',
+           'LocalBatcher', 'common_prefix', 'local_batcher', 'api_key', 'openai_options', 'chat_body',
+           'openai_complete', 'parse_duration', 'rate_limits', 'RateBucket', 'little_limit', 'AdaptiveLimit', 'LLM',
+           'overloaded', 'batch_line', 'batch_results', 'batch_digest', 'BatchLedger', 'free_port', 'LocalServer']
 
 # %% ../nbs/02_llm.ipynb #fb14552a
 import asyncio, fcntl, hashlib, importlib.util, json, math, os, random, re, socket, sqlite3, statistics, subprocess, sys, tempfile, threading, time
@@ -337,19 +337,20 @@ class LocalSequence:
     text: bytes = b'' # their text
 
 # %% ../nbs/02_llm.ipynb #0258754c
-LOCAL_SLOTS = 8 # sequences a `LocalBatcher` decodes together unless told (`LLM('local', concurrency=8)` asks for one)
+LOCAL_SLOTS = 8 # sequences a `LocalBatcher` decodes together unless told: `LLM('local')`'s default `concurrency`
 
 class LocalBatcher:
     "Decodes chat requests together in one llama.cpp context, each a sequence with its own seeded sampler, on a thread of its own."
     def __init__(self, llama, # a `llama_cpp.Llama` from `load_local`: weights, chat template, tokenizer and settings are shared
                  slots:int=LOCAL_SLOTS, # sequences decoded together
-                 n_ubatch:int=512): # most tokens per llama.cpp compute step
+                 share_prefixes:bool=True): # copy the prompt blocks an active sequence already holds instead of computing them again
         import llama_cpp
         from llama_cpp import _internals
         params = type(llama.context_params).from_buffer_copy(llama.context_params) # threads, attention, ... as `load_local`'s
         params.n_ctx, params.n_seq_max, params.kv_unified = slots*llama.n_ctx(), slots, False # a stream of `llama.n_ctx()` per slot
-        params.n_batch, params.n_ubatch = max(slots, llama.n_ctx()), n_ubatch # a whole prompt in one decode
-        self.llama, self.slots, self.lib = llama, slots, llama_cpp
+        params.n_batch = params.n_ubatch = max(slots, PROMPT_BLOCK) # a step, or a prompt block, in one decode
+        self.llama, self.slots, self.lib, self.share_prefixes = llama, slots, llama_cpp, share_prefixes
+        self.fed = self.borrowed = 0 # prompt tokens computed; prompt tokens copied from another sequence's KV stream
         self.ctx = _internals.LlamaContext(model=llama._model, params=params, verbose=False)
         self.batch = _internals.LlamaBatch(n_tokens=params.n_batch, embd=0, n_seq_max=1, verbose=False)
         self.queue, self.active = SimpleQueue(), {} # slot -> LocalSequence
@@ -362,7 +363,7 @@ class LocalBatcher:
         self.queue.put((request, future))
         return future
 
-    def __repr__(self): return f'LocalBatcher({self.slots} slots, {len(self.active)} decoding)'
+    def __repr__(self): return f'LocalBatcher({self.slots} slots, {len(self.active)} decoding, prompt tokens {self.fed} fed, {self.borrowed} borrowed)'
 
 # %% ../nbs/02_llm.ipynb #45852a9c
 @patch
@@ -398,26 +399,63 @@ def _sequence(self:LocalBatcher, request:dict, future:Future) -> LocalSequence|N
 # %% ../nbs/02_llm.ipynb #4d775f5d
 @patch
 def _step(self:LocalBatcher):
-    "Feed each new sequence's prompt in a decode of its own, then the last token of every sequence in one decode."
+    "Feed each new sequence's prompt (all but its last token) on its own, then the last token of every sequence in one decode."
     for slot, s in list(self.active.items()):
-        if len(s.pending) > 1: self._decode([(slot, s)])
+        if len(s.pending) > 1: self._feed_prompt(slot, s)
     self._decode(list(self.active.items()))
 
 @patch
-def _decode(self:LocalBatcher, sequences:list): # (slot, LocalSequence) pairs
+def _decode(self:LocalBatcher, sequences:list, # (slot, LocalSequence) pairs
+            sample:bool=True): # draw each sequence's next token (False: only fill the KV streams)
     "Feed the pending tokens of `sequences` in one llama.cpp decode, then sample the next token of each."
     b, n, outputs = self.batch.batch, 0, []
     for slot, s in sequences:
         for j, token in enumerate(s.pending):
             b.token[n], b.pos[n], b.n_seq_id[n], b.seq_id[n][0], b.logits[n] = token, s.pos + j, 1, slot, False
             n += 1
-        b.logits[n-1] = True
+        b.logits[n-1] = sample
         outputs.append((slot, n-1))
         s.pos, s.pending = s.pos + len(s.pending), []
     if not n: return
     b.n_tokens = n
     self.ctx.decode(self.batch)
-    for slot, i in outputs: self._advance(slot, i, self.lib.llama_sampler_sample(self.active[slot].sampler.sampler, self.ctx.ctx, i))
+    if sample:
+        for slot, i in outputs: self._advance(slot, i, self.lib.llama_sampler_sample(self.active[slot].sampler.sampler, self.ctx.ctx, i))
+
+
+# %% ../nbs/02_llm.ipynb #aab59610
+PROMPT_BLOCK = 64 # prompt tokens per decode when a `LocalBatcher` feeds a prompt; the unit of prefix sharing
+
+def common_prefix(a:list, # a token list
+                  b:list, # another
+                 ) -> int:
+    "How many leading items `a` and `b` share."
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+# %% ../nbs/02_llm.ipynb #b8959425
+@patch
+def _borrow_prefix(self:LocalBatcher, slot:int, # the new sequence's slot, its KV stream empty
+                   head:list, # its prompt but the last token
+                  ) -> int:
+    "Copy into `slot` the most whole `PROMPT_BLOCK`s of `head` that an active sequence holds; the tokens copied."
+    fed = lambda s: s.prompt[:min(s.pos, len(s.prompt) - 1)] # the prompt tokens a sequence has put into its stream
+    shared = {other: common_prefix(head, fed(s))//PROMPT_BLOCK*PROMPT_BLOCK for other, s in self.active.items() if other != slot}
+    lender = max(shared, key=shared.get, default=None)
+    if lender is None or not shared[lender]: return 0
+    self.lib.llama_memory_seq_cp(self.ctx.memory, lender, slot, -1, -1) # the lender's stream, whole ...
+    self.lib.llama_memory_seq_rm(self.ctx.memory, slot, shared[lender], -1) # ... cut back to the shared blocks
+    return shared[lender]
+
+@patch
+def _feed_prompt(self:LocalBatcher, slot:int, s:LocalSequence):
+    "Put all but the last token of `s`'s prompt into its KV stream, block by block, borrowing the blocks another sequence holds."
+    head = s.pending[:-1]
+    s.pos = self._borrow_prefix(slot, head) if self.share_prefixes else 0
+    self.borrowed, self.fed = self.borrowed + s.pos, self.fed + len(s.prompt) - s.pos
+    for start in range(s.pos, len(head), PROMPT_BLOCK):
+        s.pending = head[start:start + PROMPT_BLOCK]
+        self._decode([(slot, s)], sample=False)
+    s.pending = s.prompt[-1:]
 
 # %% ../nbs/02_llm.ipynb #df2177fa
 @patch
@@ -659,7 +697,7 @@ class LLM:
                  base_url:str|None=None, # OpenAI-compatible endpoint, e.g. 'http://127.0.0.1:8000/v1' (vLLM, Ollama, llama.cpp, Azure)
                  api_key_env:str='OPENAI_API_KEY', # name of the env var holding the key; the key itself is never stored
                  cache_dir:str|Path|None=None, # default: env LLM_AUGMENT_CACHE_DIR or the user cache folder
-                 concurrency:int|None=None, # most requests in flight: default 32 for 'openai' (reached as the server allows); 'local': 1 (one at a time), or sequences decoded together
+                 concurrency:int|None=None, # most requests in flight: default 32 for 'openai' (reached as the server allows); 'local': sequences decoded together, default `LOCAL_SLOTS` (1: one at a time)
                  max_attempts:int=6, # upstream attempts per request before it is reported as failed
                  timeout:float=60, # seconds per attempt ('openai')
                  budget_usd:float|None=None, # refuse requests (error 'budget') that could take the cost past this
@@ -674,7 +712,7 @@ class LLM:
         self.backend, self.base_url, self.api_key_env = backend, base_url.rstrip('/') if base_url else None, api_key_env
         self.model_path = str(model or smollm2_path()) if backend == 'local' else None
         self.model = Path(self.model_path).stem if backend == 'local' else (model or DEFAULT_OPENAI_MODEL)
-        self.concurrency = concurrency or (1 if backend == 'local' else 32)
+        self.concurrency = concurrency or (LOCAL_SLOTS if backend == 'local' else 32)
         self.max_attempts, self.timeout, self.budget_usd, self.backoff = max_attempts, timeout, budget_usd, backoff
         self.price = (0.0, 0.0) if backend == 'local' else model_price(self.model, {**PRICES, **(prices or {})})
         if budget_usd is not None and self.price is None:
@@ -853,7 +891,7 @@ async def _caller(self:LLM):
         async def call(request): return await asyncio.to_thread(local_complete, llama, request), {}
         yield call
         return
-    if self.backend == 'local': # several decoded together: a busy machine's choice (see `LocalBatcher`)
+    if self.backend == 'local': # several decoded together (see `LocalBatcher`)
         batcher = local_batcher(self.model_path, self.concurrency)
         async def call(request): return await asyncio.wrap_future(batcher.submit(request)), {}
         yield call

@@ -8,7 +8,7 @@ from llm_augment.llm import LLM, LOCAL_SLOTS, as_request, completion_args, load_
 
 pytestmark = pytest.mark.timeout(300)
 
-def batched(path, slots=LOCAL_SLOTS): return LLM(cache_dir=path, concurrency=slots) # LLM('local') with a LocalBatcher
+def batched(path, slots=LOCAL_SLOTS): return LLM(cache_dir=path, concurrency=slots) # LLM('local'): a LocalBatcher
 
 ASKS = [dict(messages=f'Write one sentence about {thing}.', temperature=1.0, max_tokens=n, seed=3, sample=i)
         for i, (thing, n) in enumerate([('rain', 6), ('bread', 16), ('trains', 2), ('a garden', 16), ('the sea', 9)])]
@@ -60,10 +60,36 @@ def test_schema_in_the_batch(tmp_path):
         assert list(verdict) == ['score', 'why'] and verdict['score'] in (0, 1) and len(verdict['why']) <= 30
 
 
-def test_one_at_a_time_by_default(tmp_path):
-    "LLM('local') decodes one request at a time unless asked for more: no LocalBatcher is made for it."
+def test_batched_by_default(tmp_path):
+    "LLM('local') decodes LOCAL_SLOTS requests together unless asked for one at a time: only then is no LocalBatcher made."
     local_batcher.cache_clear()
-    answers = LLM(cache_dir=tmp_path).batch(ASKS[:2], progress=False)
+    answers = LLM(cache_dir=tmp_path, concurrency=1).batch(ASKS[:2], progress=False)
     assert all(c.error is None for c in answers) and local_batcher.cache_info().currsize == 0
-    batched(tmp_path/'b', 2).batch(ASKS[:2], progress=False)
-    assert local_batcher.cache_info().currsize == 1
+    LLM(cache_dir=tmp_path/'b').batch(ASKS[:2], progress=False)
+    assert local_batcher.cache_info().currsize == 1 and LLM(cache_dir=tmp_path).concurrency == LOCAL_SLOTS
+
+
+RULES = ' '.join(f'Rule {i}: answer in one short sentence and stay kind.' for i in range(1, 25))
+SHARERS = [dict(messages=[{'role': 'system', 'content': system}, {'role': 'user', 'content': f'Name a {thing}.'}],
+                temperature=1.0, max_tokens=n, sample=i)
+           for i, (system, thing, n) in enumerate([(RULES, 'colour', 10), (RULES, 'fruit', 1), (RULES[:300], 'city', 10),
+                                                   (RULES, 'river', 4), ('Be brief.', 'tree', 6), (RULES[:300], 'bird', 10)])]
+
+
+def test_prefix_sharing_changes_no_answer():
+    "Sequences that copy the prompt blocks another holds write what computing them gives, in any order and number of slots."
+    from llm_augment.llm import PROMPT_BLOCK, LocalBatcher
+    llama, requests = load_local(str(smollm2_path())), [as_request(r) for r in SHARERS]
+    def answers(batcher, order=slice(None)):
+        futures = [batcher.submit(r) for r in requests[order]]
+        return [f.result() for f in futures][order]
+    computing = LocalBatcher(llama, 3, share_prefixes=False)
+    computed = answers(computing)
+    prompt_tokens = sum(a.prompt_tokens for a in computed)
+    assert (computing.fed, computing.borrowed) == (prompt_tokens, 0)
+    for slots, order in [(3, slice(None)), (2, slice(None, None, -1)), (6, slice(None))]:
+        sharing = LocalBatcher(llama, slots, share_prefixes=True)
+        assert [a.text for a in answers(sharing, order)] == [a.text for a in computed]
+        assert sharing.fed + sharing.borrowed == prompt_tokens
+        assert sharing.borrowed % PROMPT_BLOCK == 0 # whole blocks only
+    assert sharing.borrowed >= 2*PROMPT_BLOCK # six slots: the long instructions are computed once and copied
