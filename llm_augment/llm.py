@@ -438,8 +438,8 @@ def _borrow_prefix(self:LocalBatcher, slot:int, # the new sequence's slot, its K
                    head:list, # its prompt but the last token
                   ) -> int:
     "Copy into `slot` the most whole `PROMPT_BLOCK`s of `head` that an active sequence holds; the tokens copied."
-    fed = lambda s: s.prompt[:min(s.pos, len(s.prompt) - 1)] # the prompt tokens a sequence has put into its stream
-    shared = {other: common_prefix(head, fed(s))//PROMPT_BLOCK*PROMPT_BLOCK for other, s in self.active.items() if other != slot}
+    held = lambda s: s.prompt[:min(s.pos, len(s.prompt) - 1)] # the prompt tokens a sequence has put into its stream
+    shared = {other: common_prefix(head, held(s))//PROMPT_BLOCK*PROMPT_BLOCK for other, s in self.active.items() if other != slot}
     lender = max(shared, key=shared.get, default=None)
     if lender is None or not shared[lender]: return 0
     self.lib.llama_memory_seq_cp(self.ctx.memory, lender, slot, -1, -1) # the lender's stream, whole ...
