@@ -8,13 +8,13 @@ import importlib.util, json, math, os, random, time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
-import numpy as np, pandas as pd, torch
+import numpy as np, pandas as pd, torch, torch.nn.functional as F
 from fastcore.basics import patch
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from tqdm.auto import tqdm
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertForSequenceClassification, get_linear_schedule_with_warmup
 from transformers.utils import logging as hf_logging
 from .data import DataError
 from .evaluate import point_estimates, score
@@ -23,9 +23,9 @@ from .mix import largest_draw, mix
 
 # %% auto #0
 __all__ = ['PRECISIONS', 'CONFIG_FILE', 'pick_device', 'native_bf16', 'pick_precision', 'load_encoder', 'seed_everything',
-           'spread_labels', 'length_batches', 'pad_batch', 'class_scores', 'Classifier', 'check_rows', 'BestEpoch',
-           'epoch_passes', 'fine_tune', 'train_classifier', 'train_incremental', 'TfidfBaseline', 'tfidf_baseline',
-           'SetFitBaseline', 'setfit_baseline']
+           'spread_labels', 'length_batches', 'pad_batch', 'unpadded_bert', 'classifier_logits', 'class_scores',
+           'Classifier', 'check_rows', 'MovingRows', 'BestEpoch', 'epoch_passes', 'fine_tune', 'train_classifier',
+           'train_incremental', 'TfidfBaseline', 'tfidf_baseline', 'SetFitBaseline', 'setfit_baseline']
 
 # %% ../nbs/06_train.ipynb #4c514edd
 def pick_device() -> torch.device:
@@ -129,6 +129,45 @@ def pad_batch(ids:list[list[int]], # token ids of each row
     for i, row in enumerate(ids): input_ids[i, :len(row)], attention_mask[i, :len(row)] = torch.tensor(row), 1
     return dict(input_ids=input_ids, attention_mask=attention_mask)
 
+# %% ../nbs/06_train.ipynb #unpad-06
+def _bert_layer(layer, # a BertLayer of the encoder
+                hidden:torch.Tensor, # (tokens, width): the real tokens of all rows, row after row
+                keep:torch.Tensor, # (rows, positions) bool: True where a position holds a token
+                cls_only:bool=False, # compute the output of each row's first ([CLS]) token only
+               ) -> torch.Tensor:
+    "One encoder layer on unpadded tokens, attending within each row: (tokens, width), or (rows, width) if `cls_only`."
+    att, lengths = layer.attention.self, keep.sum(1)
+    def heads(x): # (tokens, width) -> (rows, heads, positions, head size), zero at the padding
+        padded = x.new_zeros(*keep.shape, x.shape[-1]); padded[keep] = x
+        return padded.view(*keep.shape, -1, att.attention_head_size).transpose(1, 2)
+    residual = hidden[lengths.cumsum(0) - lengths] if cls_only else hidden
+    queries = att.query(residual).view(len(keep), 1, -1, att.attention_head_size).transpose(1, 2) if cls_only else heads(att.query(hidden))
+    context = F.scaled_dot_product_attention(queries, heads(att.key(hidden)), heads(att.value(hidden)), attn_mask=keep[:, None, None, :],
+                                             dropout_p=att.dropout.p if att.training else 0.0, scale=att.scaling)
+    context = context.transpose(1, 2).flatten(2)
+    out = layer.attention.output(context[:, 0] if cls_only else context[keep], residual)
+    return layer.output(layer.intermediate(out), out)
+
+def unpadded_bert(model) -> bool:
+    "Whether `classifier_logits` computes `model` itself: a BERT sequence classifier with absolute positions."
+    config = model.config
+    return (isinstance(model, BertForSequenceClassification) and not config.is_decoder
+            and getattr(config, 'position_embedding_type', 'absolute') == 'absolute')
+
+def classifier_logits(model, # a sequence classifier, e.g. from `load_encoder`
+                      input_ids:torch.Tensor, # (rows, positions) token ids, padded on the right
+                      attention_mask:torch.Tensor, # (rows, positions): 1 where a position holds a token
+                      words=None, # maps token ids to word vectors (a `MovingRows` in training); None: the model's word embeddings
+                     ) -> torch.Tensor:
+    "The classifier's logits; a BERT encoder computes the real tokens only, and in its last layer only [CLS]."
+    if not unpadded_bert(model): return model(input_ids=input_ids, attention_mask=attention_mask).logits
+    keep = attention_mask.bool()
+    *layers, last = model.bert.encoder.layer
+    embeddings = model.bert.embeddings(inputs_embeds=words(input_ids)) if words else model.bert.embeddings(input_ids=input_ids)
+    hidden = embeddings[keep]
+    for layer in layers: hidden = _bert_layer(layer, hidden, keep)
+    return model.classifier(model.dropout(model.bert.pooler(_bert_layer(last, hidden, keep, cls_only=True)[:, None])))
+
 # %% ../nbs/06_train.ipynb #d4094989
 def class_scores(probs:np.ndarray, # (n, K) class probabilities, column k = P(label = k)
                 ) -> np.ndarray:
@@ -154,9 +193,9 @@ class Classifier:
         if new: self._ids.update(zip(new, self.tokenizer(new, truncation=True, max_length=self.config['max_length'])['input_ids']))
         return [self._ids[t] for t in texts]
 
-    def batch(self, ids:list[list[int]]) -> dict:
-        "A padded batch on the model's device."
-        return {k: v.to(self.device) for k, v in pad_batch(ids, self.tokenizer.pad_token_id).items()}
+    def logits(self, ids:list[list[int]], words=None) -> torch.Tensor:
+        "The model's logits for rows of token ids, padded into one batch on the model's device (`words`: see `classifier_logits`)."
+        return classifier_logits(self.model, **{k: v.to(self.device) for k, v in pad_batch(ids, self.tokenizer.pad_token_id).items()}, words=words)
 
     def predict_proba(self, texts, batch_size:int=64) -> np.ndarray:
         "P(label = 1) for each text; with more than two codes, an (n, K) matrix of P(label = k) (see `class_scores`)."
@@ -166,7 +205,7 @@ class Classifier:
         with torch.inference_mode(), _autocast(self.device, self.precision):
             for start in range(0, len(ids), batch_size):
                 rows = order[start:start + batch_size]
-                logits = self.model(**self.batch([ids[i] for i in rows])).logits
+                logits = self.logits([ids[i] for i in rows])
                 probs[rows] = logits.float().softmax(-1).cpu().numpy()
         return class_scores(probs)
 
@@ -209,15 +248,40 @@ def check_rows(rows:pd.DataFrame, # training or validation rows in the row schem
                         "or recode the labels as 0 .. K-1")
     return k
 
+# %% ../nbs/06_train.ipynb #moving-06
+class MovingRows:
+    "The word-embedding rows a training run's tokens can move, as one parameter for the optimizer; the other rows only decay."
+    def __init__(self, embedding:torch.nn.Embedding, # the encoder's word embeddings
+                 token_ids:list[list[int]], # token ids of every training row
+                 pad_id:int, # the tokenizer's padding id (padded positions look it up too)
+                ):
+        weight = embedding.weight
+        self.embedding, self.factor = embedding, 1.0
+        self.rows = torch.tensor(sorted({pad_id, *(t for row in token_ids for t in row)}), device=weight.device)
+        self.index = torch.full((len(weight),), -1, device=weight.device)
+        self.index[self.rows] = torch.arange(len(self.rows), device=weight.device)
+        self.weight = torch.nn.Parameter(weight.detach()[self.rows].clone())
+        weight.requires_grad_(False)
+
+    def __call__(self, input_ids:torch.Tensor) -> torch.Tensor: return F.embedding(self.index[input_ids], self.weight)
+    def decay(self, opt): # called before each `opt.step()`: AdamW's factor on a row with a zero gradient so far
+        group = opt.param_groups[0]; self.factor *= 1 - group['lr'] * group['weight_decay']
+    def write_back(self):
+        "Put the moved rows into the embedding matrix and apply the decay so far to the others."
+        with torch.no_grad(): self.embedding.weight.mul_(self.factor).index_copy_(0, self.rows, self.weight)
+        self.factor = 1.0
+    def release(self): self.embedding.weight.requires_grad_(True)
+
 # %% ../nbs/06_train.ipynb #8405b520
-def _epoch(clf:Classifier, ids:list, labels:torch.Tensor, batches:list, opt, schedule, grad_accum:int, bar) -> float:
+def _epoch(clf:Classifier, ids:list, labels:torch.Tensor, batches:list, opt, schedule, grad_accum:int, bar, words:MovingRows|None) -> float:
     "One pass over `batches` with gradient accumulation; the mean training loss."
     clf.model.train(); losses = []
     for i, rows in enumerate(batches):
-        with _autocast(clf.device, clf.precision): loss = clf.model(**clf.batch([ids[j] for j in rows]), labels=labels[rows].to(clf.device)).loss
+        with _autocast(clf.device, clf.precision): loss = F.cross_entropy(clf.logits([ids[j] for j in rows], words), labels[rows].to(clf.device))
         (loss / grad_accum).backward(); losses.append(loss.item())
         if (i + 1) % grad_accum == 0 or i + 1 == len(batches):
-            torch.nn.utils.clip_grad_norm_(clf.model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(opt.param_groups[0]['params'], 1.0)
+            if words: words.decay(opt)
             opt.step(); schedule.step(); opt.zero_grad()
         bar.update(); bar.set_postfix(loss=f'{np.mean(losses[-10:]):.3f}', refresh=False)
     return float(np.mean(losses))
@@ -249,6 +313,7 @@ def fine_tune(clf:Classifier, # the classifier to train further
               patience:int=2, # stop after this many epochs without a better validation AUC
               min_steps:int=100, # fewest optimizer steps in `epochs` epochs: a small train set makes several passes an epoch
               warmup_share:float=0.1, # share of the optimizer steps spent warming up
+              weight_decay:float=0.01, # AdamW's decoupled weight decay
               grad_accum:int=1, # batches per optimizer step
               seed:int=0, # seeds dropout and batch order
               bucketed:bool=True, # length-bucketed batches (False: random batches)
@@ -261,15 +326,18 @@ def fine_tune(clf:Classifier, # the classifier to train further
     lengths, n_batches = np.array([len(i) for i in ids]), math.ceil(len(ids) / batch_size)
     passes = epoch_passes(n_batches, epochs, grad_accum, min_steps)
     n_steps = epochs * passes * math.ceil(n_batches / grad_accum)
-    opt = torch.optim.AdamW(clf.model.parameters(), lr=learning_rate, fused=clf.device.type in ('cpu', 'cuda'))
+    words = MovingRows(clf.model.get_input_embeddings(), ids, clf.tokenizer.pad_token_id) if unpadded_bert(clf.model) else None
+    params = [p for p in clf.model.parameters() if p.requires_grad] + ([words.weight] if words else [])
+    opt = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay, fused=clf.device.type in ('cpu', 'cuda'))
     schedule = get_linear_schedule_with_warmup(opt, round(warmup_share * n_steps), n_steps)
     best, log = BestEpoch(-1.0, 0, {}), []
     bar = tqdm(total=epochs * passes * n_batches, disable=not progress, desc=f'train {len(ids)} rows')
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
         loss = np.mean([_epoch(clf, ids, labels, length_batches(lengths, batch_size, (seed, stage, epoch) + (p,) * (p > 0),
-                                                                bucketed, labels=labels.numpy()), opt, schedule, grad_accum, bar)
+                                                                bucketed, labels=labels.numpy()), opt, schedule, grad_accum, bar, words)
                         for p in range(passes)])
+        if words: words.write_back()
         seconds = time.perf_counter() - start
         valid_auc = point_estimates(valid['label'].to_numpy(int), clf.predict_proba(valid['text']))['auc']
         log.append(dict(stage=stage, epoch=epoch, passes=passes, n_train=len(ids), train_loss=loss, valid_auc=valid_auc,
@@ -278,6 +346,7 @@ def fine_tune(clf:Classifier, # the classifier to train further
         if valid_auc > best.valid_auc:
             best = BestEpoch(valid_auc, epoch, {k: v.detach().clone() for k, v in clf.model.state_dict().items()})
         elif epoch - best.epoch >= patience: break
+    if words: words.release()
     bar.close(); clf.model.load_state_dict(best.weights)
     log = pd.DataFrame(log).assign(best=lambda d: d.epoch == best.epoch)
     clf.history = pd.concat([clf.history, log], ignore_index=True)
