@@ -23,8 +23,10 @@ epoch. Every side on the CPU, fp32, THREADS torch threads. What differs is the l
            'epoch' with `load_best_model_at_end` on a `compute_metrics` AUC, `save_only_model`, `report_to='none'`,
            `use_cpu=True`, eval batches of 64; inference with `Trainer.predict` (whose outputs come in the length
            sampler's order, so its AUC pairs them with the `label_ids` it returns);
-- ours:    `train_classifier` (token ids cached, length-bucketed label-balanced batches, dynamic padding, fused AdamW)
-           and `Classifier.predict_proba` (length-sorted batches of 64);
+- ours:    `train_classifier` (token ids cached, length-bucketed label-balanced batches, fused AdamW; `classifier_logits`
+           runs the encoder on the real tokens only, without padding, and its last layer on [CLS] alone; `MovingRows`
+           gives AdamW only the word-embedding rows of the training tokens and decays the rest lazily, the same update)
+           and `Classifier.predict_proba` (length-sorted batches of 64, through `classifier_logits` too);
 - tfidf:   `tfidf_baseline` (TF-IDF word 1-2 grams + logistic regression) on the same training rows (not the valid ones);
 - setfit:  `setfit_baseline` (SetFit 1.x on the same MiniLM, 5 pair iterations, one epoch, same max length).
 
